@@ -1,0 +1,81 @@
+# learntolearn: `make book` builds the book, `make test` runs every check.
+# Both create the environment (.venv, pinned by constraints.txt) on first use.
+
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
+PROFILE ?= paper
+
+# Read data from ../shared/data when it exists (CI and the team's machines), else download.
+ifneq ($(wildcard ../shared/data),)
+export LEARNTOLEARN_DATA ?= $(abspath ../shared/data)
+endif
+export PYTHONHASHSEED := 0
+export MPLBACKEND :=
+export TQDM_DISABLE ?=
+
+.PHONY: help env book execute html test lint unit smoke nbval render reproduce bench clean
+
+help:
+	@echo "make book       build the book (executes chapters from the results store)"
+	@echo "make test       all checks: lint, unit tests, smoke runs, nbval, book render"
+	@echo "make reproduce  retrain every experiment of PROFILE=$(PROFILE) missing from results/"
+	@echo "make execute    re-execute chapter notebooks in place (PROFILE=$(PROFILE))"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[book,test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+env: $(STAMP)
+
+# Execute every chapter with papermill from the committed results store, then render HTML.
+book: execute html
+
+execute: $(STAMP)
+	for nb in $(CHAPTERS); do
+	  TQDM_DISABLE=1 $(PY) -m learntolearn notebook "$$nb" --profile $(PROFILE)
+	done
+
+html: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+	@echo "Book: $(abspath _build/html/index.html)"
+
+test: lint unit smoke nbval render
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests book
+	$(VENV)/bin/ruff format --check src tests
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not book"
+
+# Every chapter at the smoke profile, into a temporary folder with a fresh results store.
+smoke: $(STAMP)
+	$(VENV)/bin/pytest -q tests/test_chapters.py -m book -k smoke
+
+# The committed notebooks, re-executed from the committed results store (no training allowed).
+nbval: $(STAMP)
+	LEARNTOLEARN_NO_TRAIN=1 TQDM_DISABLE=1 $(VENV)/bin/pytest -q -p no:cacheprovider \
+	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(CHAPTERS)
+
+# Build the book with warnings as errors and render the chapter pages in headless Chromium.
+render: $(STAMP)
+	$(VENV)/bin/pytest -q tests/test_book.py -m book
+
+reproduce: $(STAMP)
+	$(PY) -m learntolearn reproduce --profile $(PROFILE)
+
+bench: $(STAMP)
+	$(PY) benchmarks/maml_step.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,161 @@
+"""Command line: ``python -m learntolearn {train,evaluate,list,experiments,reproduce,notebook}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import PROFILES, ConfigError, ExperimentConfig
+from .experiments import CHAPTERS, experiment, names
+from .io import load_json
+from .store import Result, ResultStore
+
+__all__ = ["main"]
+
+
+def _config(spec: str, profile: str) -> ExperimentConfig:
+    """A registered experiment name, or the path of a JSON config file."""
+    path = Path(spec)
+    if spec.endswith(".json") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"config file {spec} does not exist")
+        return ExperimentConfig.from_dict(load_json(path))
+    return experiment(spec, profile)
+
+
+def _summary(result: Result) -> str:
+    c, p = result.config, result.provenance
+    lines = [
+        f"{result.key}  ({c.method}, profile {c.profile}, {c.iterations} iterations, "
+        f"{p['device']}, {p['wall_time_s']:.0f} s, {p['date']})"
+    ]
+    for k, ev in result.metrics["eval"]["full"].items():
+        m, h = ev["mse_mean"], ev["mse_ci95"]
+        steps = [i for i in (0, 1, 5, 10) if i < len(m)]
+        cells = "  ".join(f"{i} steps {m[i]:.3f}±{h[i]:.3f}" for i in steps)
+        lines.append(f"  K={k:>2}: MSE {cells}")
+    return "\n".join(lines)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    store = ResultStore()
+    for spec in args.experiments:
+        cfg = _config(spec, args.profile)
+        result = run(cfg, device=args.device, store=store, progress=not args.quiet)
+        print(_summary(result))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Re-evaluate stored parameters and compare with the stored metrics."""
+    from .runner import build, evaluate, resolve_device
+
+    store, status = ResultStore(), 0
+    for spec in args.experiments:
+        cfg = _config(spec, args.profile)
+        result = store.get(cfg)
+        if result is None:
+            print(f"{cfg.key}: no stored result; train it first", file=sys.stderr)
+            status = 1
+            continue
+        dev = resolve_device(args.device)
+        fresh = evaluate(cfg, build(cfg, dev), result.params(dev))
+        same = fresh == result.metrics["eval"]
+        print(_summary(result))
+        print(f"  re-evaluated on {dev}: {'identical to' if same else 'DIFFERENT from'} the store")
+        status |= 0 if same or dev.type != "cpu" else 1
+    return status
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    results = ResultStore().results()
+    if args.profile:
+        results = [r for r in results if r.config.profile == args.profile]
+    for r in results:
+        print(
+            _summary(r)
+            if args.verbose
+            else f"{r.key:45s} {r.config.method:9s} {r.provenance['device'][:30]:30s} "
+            f"{r.provenance['wall_time_s']:8.0f} s  {r.provenance['date']}"
+        )
+    if not results:
+        print("the results store is empty")
+    return 0
+
+
+def _cmd_experiments(args: argparse.Namespace) -> int:
+    for name in names():
+        cfg = experiment(name, args.profile)
+        print(f"{name:24s} {cfg.key}")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    chapters = args.chapter or list(CHAPTERS)
+    unknown = sorted(set(chapters) - set(CHAPTERS))
+    if unknown:
+        raise ConfigError(f"unknown chapter(s) {unknown}; known: {sorted(CHAPTERS)}")
+    todo = [n for c in chapters for n in CHAPTERS[c]]
+    args.experiments = list(dict.fromkeys(todo))
+    return _cmd_train(args)
+
+
+def _cmd_notebook(args: argparse.Namespace) -> int:
+    from .notebooks import execute
+
+    execute(Path(args.notebook), profile=args.profile, device=args.device, output=args.output)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="learntolearn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help: str, *, experiments: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--profile", choices=PROFILES, default="paper" if name != "list" else None)
+        if experiments:
+            p.add_argument("experiments", nargs="+", metavar="NAME|CONFIG.json")
+        return p
+
+    p = add("train", "train (or load) experiments, store and print their results", experiments=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+    p = add("evaluate", "re-evaluate stored results on the fixed test tasks", experiments=True)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_evaluate)
+    p = add("list", "list the results store")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_cmd_list)
+    add("experiments", "list registered experiment names and keys").set_defaults(
+        func=_cmd_experiments
+    )
+    p = add("reproduce", "train every experiment of the chapters that is missing")
+    p.add_argument("--chapter", action="append", choices=sorted(CHAPTERS))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_reproduce)
+    p = add("notebook", "execute a chapter notebook with papermill (in place by default)")
+    p.add_argument("notebook")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", help="write the executed notebook here instead")
+    p.set_defaults(func=_cmd_notebook)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"learntolearn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

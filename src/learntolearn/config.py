@@ -1,0 +1,154 @@
+"""Experiment configurations, their stable keys, and the three profiles.
+
+An experiment is a frozen :class:`ExperimentConfig`. Its *key* is a hash of every field that
+can change the result (fields left at ``None`` do not count, so fields added later for other
+methods leave existing keys alone); the results store files each result under its key.
+
+Profiles say how much compute a number cost, and the book labels every number with one:
+``smoke`` (seconds; CI only; numbers mean nothing), ``cpu`` (minutes on a laptop; shorter
+training than the paper, honestly labelled) and ``paper`` (the paper's protocol).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+__all__ = ["METHODS", "PROFILES", "ConfigError", "ExperimentConfig"]
+
+METHODS = ("maml", "pretrain", "oracle")
+PROFILES = ("smoke", "cpu", "paper")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_/-]*")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that determines one training run and its evaluation."""
+
+    name: str
+    method: str
+    profile: str
+    tasks: str = "sinusoid"
+    # task family
+    k_shot: int = 10
+    k_query: int = 10
+    # model: hidden widths of the MLP
+    hidden: tuple[int, ...] = (40, 40)
+    # inner loop (MAML only)
+    inner_lr: float | None = None
+    inner_steps: int | None = None
+    first_order: bool | None = None
+    # outer loop / joint training
+    meta_batch: int = 25
+    meta_lr: float = 1e-3
+    iterations: int = 70_000
+    seed: int = 0
+    # evaluation on fixed test tasks: fine-tuning with lr eval_lrs[i] on eval_shots[i] points
+    eval_shots: tuple[int, ...] = (5, 10, 20)
+    eval_lrs: tuple[float, ...] = (0.01, 0.01, 0.01)
+    eval_steps: int = 10
+    eval_tasks: int = 600
+    eval_query: int = 100
+    eval_seed: int = 2017
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"config {self.name!r}: {msg}")
+
+        need(
+            isinstance(self.name, str) and _NAME.fullmatch(self.name) is not None,
+            "name must be lowercase letters, digits, '-', '_' and '/' (e.g. 'sinusoid/maml-k10')",
+        )
+        need(self.method in METHODS, f"method {self.method!r} is unknown; use one of {METHODS}")
+        need(
+            self.profile in PROFILES, f"profile {self.profile!r} is unknown; use one of {PROFILES}"
+        )
+        need(self.tasks == "sinusoid", f"tasks {self.tasks!r} is unknown; use 'sinusoid'")
+        for f in ("k_shot", "k_query", "meta_batch", "iterations", "eval_tasks", "eval_query"):
+            need(
+                _is_int(getattr(self, f)) and getattr(self, f) >= 1,
+                f"{f} must be a positive integer, got {getattr(self, f)!r}",
+            )
+        need(
+            _is_int(self.eval_steps) and self.eval_steps >= 0,
+            f"eval_steps must be an integer >= 0, got {self.eval_steps!r}",
+        )
+        need(_is_int(self.seed) and _is_int(self.eval_seed), "seed and eval_seed must be integers")
+        need(
+            len(self.hidden) >= 1 and all(_is_int(h) and h >= 1 for h in self.hidden),
+            f"hidden must be positive layer widths, got {self.hidden!r}",
+        )
+        need(_is_pos(self.meta_lr), f"meta_lr must be a positive number, got {self.meta_lr!r}")
+        need(
+            len(self.eval_shots) == len(self.eval_lrs) >= 1,
+            "eval_shots and eval_lrs must be non-empty and of equal length "
+            f"(got {self.eval_shots!r} and {self.eval_lrs!r})",
+        )
+        need(all(_is_int(k) and k >= 1 for k in self.eval_shots), "eval_shots must be >= 1")
+        need(all(_is_pos(lr) for lr in self.eval_lrs), "eval_lrs must be positive numbers")
+        maml = ("inner_lr", "inner_steps", "first_order")
+        if self.method == "maml":
+            need(_is_pos(self.inner_lr), f"maml needs inner_lr > 0, got {self.inner_lr!r}")
+            need(
+                _is_int(self.inner_steps) and self.inner_steps >= 1,
+                f"maml needs inner_steps >= 1, got {self.inner_steps!r}",
+            )
+            need(isinstance(self.first_order, bool), "maml needs first_order true or false")
+        else:
+            need(
+                all(getattr(self, f) is None for f in maml),
+                f"{', '.join(maml)} apply to maml only; leave them unset for {self.method!r}",
+            )
+
+    @property
+    def key(self) -> str:
+        """Stable identifier: readable prefix + hash of every result-relevant field."""
+        payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
+        return f"{self.name.replace('/', '-')}-{self.profile}-{digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(self).items()
+            if v is not None
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        """Build from JSON-like data; unknown or missing fields give a :class:`ConfigError`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown config field(s) {unknown}; valid fields are {sorted(known)}"
+            )
+        missing = [n for n in ("name", "method", "profile") if n not in data]
+        if missing:
+            raise ConfigError(f"config is missing required field(s) {missing}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        try:
+            return cls(**values)
+        except TypeError as err:  # e.g. a list where a number belongs
+            raise ConfigError(f"config has a value of the wrong type: {err}") from err
+
+    def with_(self, **changes: Any) -> ExperimentConfig:
+        return replace(self, **changes)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_pos(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v > 0

@@ -1,0 +1,53 @@
+"""Model-Agnostic Meta-Learning (Finn, Abbeel & Levine, ICML 2017), Algorithm 2.
+
+    for each task T_i of the meta-batch:
+        θ'_i = θ − α ∇_θ L_{T_i}(f_θ)            (Eq. 1, on the support set; repeated n times)
+    θ ← θ − β ∇_θ Σ_i L_{T_i}(f_{θ'_i})           (Eq. 2/3, on the query sets)
+
+The meta-optimiser (Adam in the paper) applies the outer update; this module computes the
+meta-objective whose gradient it follows. ``first_order=True`` is FOMAML (Sec. 5.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from .functional import Params
+from .inner_loop import inner_sgd
+from .objective import LossFn, Objective, over_tasks
+from .tasks import TaskBatch
+
+__all__ = ["MAML"]
+
+
+@dataclass(frozen=True)
+class MAML:
+    """MAML's meta-objective for ``objective`` with inner step size α and ``inner_steps`` steps."""
+
+    objective: Objective
+    inner_lr: float
+    inner_steps: int = 1
+    first_order: bool = False
+    batched: bool = True
+
+    def adapt_and_score(
+        self, theta: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor, loss: LossFn
+    ) -> Tensor:
+        """L_T(f_θ') on the query set, with θ' from Eq. 1 on the support set."""
+        adapted = inner_sgd(
+            theta,
+            lambda p: loss(p, xs, ys),
+            steps=self.inner_steps,
+            lr=self.inner_lr,
+            first_order=self.first_order,
+        )
+        return loss(adapted, xq, yq)
+
+    def loss(self, params: Params, batch: TaskBatch) -> Tensor:
+        """The meta-objective, averaged over the tasks of the meta-batch (Eq. 2)."""
+        per_task = over_tasks(
+            self.adapt_and_score, self.objective, params, batch, batched=self.batched
+        )
+        return per_task.mean()
