@@ -17,10 +17,10 @@ ifneq ($(wildcard ../shared/data),)
 export LEARNTOLEARN_DATA ?= $(abspath ../shared/data)
 endif
 export PYTHONHASHSEED := 0
-export MPLBACKEND :=
+unexport MPLBACKEND
 export TQDM_DISABLE ?=
 
-.PHONY: help env book execute html test lint unit smoke nbval render reproduce bench clean
+.PHONY: help env book execute html test lint unit smoke nbval render chromium reproduce clean
 
 help:
 	@echo "make book       build the book (executes chapters from the results store)"
@@ -68,14 +68,17 @@ nbval: $(STAMP)
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(CHAPTERS)
 
 # Build the book with warnings as errors and render the chapter pages in headless Chromium.
-render: $(STAMP)
+render: $(STAMP) chromium
 	$(VENV)/bin/pytest -q tests/test_book.py -m book
+
+# Debian's Chromium renders the built pages for the render check.
+chromium:
+	command -v chromium >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 reproduce: $(STAMP)
 	$(PY) -m learntolearn reproduce --profile $(PROFILE)
-
-bench: $(STAMP)
-	$(PY) benchmarks/maml_step.py
 
 clean:
 	rm -rf _build

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from .config import PROFILES, ConfigError, ExperimentConfig
 from .experiments import CHAPTERS, experiment, names
 from .io import load_json
+from .report import fmt_step
 from .store import Result, ResultStore
 
 __all__ = ["main"]
@@ -25,17 +27,21 @@ def _config(spec: str, profile: str) -> ExperimentConfig:
     return experiment(spec, profile)
 
 
+def _canonical(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
 def _summary(result: Result) -> str:
     c, p = result.config, result.provenance
     lines = [
         f"{result.key}  ({c.method}, profile {c.profile}, {c.iterations} iterations, "
         f"{p['device']}, {p['wall_time_s']:.0f} s, {p['date']})"
     ]
-    for k, ev in result.metrics["eval"]["full"].items():
-        m, h = ev["mse_mean"], ev["mse_ci95"]
-        steps = [i for i in (0, 1, 5, 10) if i < len(m)]
-        cells = "  ".join(f"{i} steps {m[i]:.3f}±{h[i]:.3f}" for i in steps)
-        lines.append(f"  K={k:>2}: MSE {cells}")
+    for mode, curves in result.metrics["eval"].items():
+        for k, ev in curves.items():
+            steps = [i for i in (0, 1, 5, 10) if i < len(ev["mean"])]
+            cells = "  ".join(f"{i}: {fmt_step(ev, i)}" for i in steps)
+            lines.append(f"  {mode:>16s} K={k:>2} {ev['metric']} after steps {cells}")
     return "\n".join(lines)
 
 
@@ -45,13 +51,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     store = ResultStore()
     for spec in args.experiments:
         cfg = _config(spec, args.profile)
-        result = run(cfg, device=args.device, store=store, progress=not args.quiet)
+        result = run(
+            cfg,
+            device=args.device,
+            store=store,
+            progress=not args.quiet,
+            checkpoint_every=args.checkpoint_every,
+        )
         print(_summary(result))
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    """Re-evaluate stored parameters and compare with the stored metrics."""
+    """Re-evaluate stored parameters; compare with the stored metrics, or replace them."""
+    from . import provenance
     from .runner import build, evaluate, resolve_device
 
     store, status = ResultStore(), 0
@@ -64,7 +77,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             continue
         dev = resolve_device(args.device)
         fresh = evaluate(cfg, build(cfg, dev), result.params(dev))
-        same = fresh == result.metrics["eval"]
+        if args.write:
+            record = provenance.collect(dev, wall_time_s=0.0)
+            del record["wall_time_s"]
+            result = store.update_evaluation(cfg, fresh, record)
+            print(_summary(result))
+            print(f"  evaluation re-computed on {dev} and stored")
+            continue
+        same = _canonical(fresh) == _canonical(result.metrics["eval"])  # NaN equals NaN here
         print(_summary(result))
         print(f"  re-evaluated on {dev}: {'identical to' if same else 'DIFFERENT from'} the store")
         status |= 0 if same or dev.type != "cpu" else 1
@@ -125,9 +145,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = add("train", "train (or load) experiments, store and print their results", experiments=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="write a resumable checkpoint every N iterations",
+    )
     p.set_defaults(func=_cmd_train)
     p = add("evaluate", "re-evaluate stored results on the fixed test tasks", experiments=True)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="store the new evaluation (after the evaluation code changed)",
+    )
     p.set_defaults(func=_cmd_evaluate)
     p = add("list", "list the results store")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -139,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--chapter", action="append", choices=sorted(CHAPTERS))
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N")
     p.set_defaults(func=_cmd_reproduce)
     p = add("notebook", "execute a chapter notebook with papermill (in place by default)")
     p.add_argument("notebook")

@@ -20,6 +20,8 @@ from typing import Any
 __all__ = ["METHODS", "PROFILES", "ConfigError", "ExperimentConfig"]
 
 METHODS = ("maml", "pretrain", "oracle")
+TASKS = ("sinusoid", "omniglot")
+MODELS = ("conv", "conv-pool", "fc")
 PROFILES = ("smoke", "cpu", "paper")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_/-]*")
 
@@ -36,11 +38,13 @@ class ExperimentConfig:
     method: str
     profile: str
     tasks: str = "sinusoid"
-    # task family
+    # task family: K support and k_query query examples (per class for classification)
     k_shot: int = 10
     k_query: int = 10
-    # model: hidden widths of the MLP
-    hidden: tuple[int, ...] = (40, 40)
+    n_way: int | None = None  # classification only
+    # model: hidden widths of the sinusoid MLP, or a named classifier (see models.py)
+    hidden: tuple[int, ...] | None = (40, 40)
+    model: str | None = None
     # inner loop (MAML only)
     inner_lr: float | None = None
     inner_steps: int | None = None
@@ -57,6 +61,8 @@ class ExperimentConfig:
     eval_tasks: int = 600
     eval_query: int = 100
     eval_seed: int = 2017
+    # classification: the adaptation steps the paper reports at test time (curve runs 0..eval_steps)
+    test_steps: int | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -71,7 +77,30 @@ class ExperimentConfig:
         need(
             self.profile in PROFILES, f"profile {self.profile!r} is unknown; use one of {PROFILES}"
         )
-        need(self.tasks == "sinusoid", f"tasks {self.tasks!r} is unknown; use 'sinusoid'")
+        need(self.tasks in TASKS, f"tasks {self.tasks!r} is unknown; use one of {TASKS}")
+        if self.tasks == "sinusoid":
+            need(
+                self.n_way is None and self.model is None and self.test_steps is None,
+                "n_way, model and test_steps apply to classification tasks only",
+            )
+            need(
+                self.hidden is not None
+                and len(self.hidden) >= 1
+                and all(_is_int(h) and h >= 1 for h in self.hidden),
+                f"hidden must be positive layer widths, got {self.hidden!r}",
+            )
+        else:
+            need(
+                _is_int(self.n_way) and self.n_way >= 2,
+                f"n_way must be an integer >= 2, got {self.n_way!r}",
+            )
+            need(self.model in MODELS, f"model {self.model!r} is unknown; use one of {MODELS}")
+            need(self.hidden is None, "hidden applies to sinusoid tasks; use model instead")
+            need(self.method == "maml", f"method {self.method!r} is not available for {self.tasks}")
+            need(
+                _is_int(self.test_steps) and 0 <= self.test_steps <= self.eval_steps,
+                "test_steps must be an integer between 0 and eval_steps",
+            )
         for f in ("k_shot", "k_query", "meta_batch", "iterations", "eval_tasks", "eval_query"):
             need(
                 _is_int(getattr(self, f)) and getattr(self, f) >= 1,
@@ -82,10 +111,6 @@ class ExperimentConfig:
             f"eval_steps must be an integer >= 0, got {self.eval_steps!r}",
         )
         need(_is_int(self.seed) and _is_int(self.eval_seed), "seed and eval_seed must be integers")
-        need(
-            len(self.hidden) >= 1 and all(_is_int(h) and h >= 1 for h in self.hidden),
-            f"hidden must be positive layer widths, got {self.hidden!r}",
-        )
         need(_is_pos(self.meta_lr), f"meta_lr must be a positive number, got {self.meta_lr!r}")
         need(
             len(self.eval_shots) == len(self.eval_lrs) >= 1,
@@ -116,10 +141,12 @@ class ExperimentConfig:
         return f"{self.name.replace('/', '-')}-{self.profile}-{digest}"
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields; a ``None`` is left out where ``None`` is the field's default."""
+        defaults = {f.name: f.default for f in fields(self)}
         return {
             k: list(v) if isinstance(v, tuple) else v
             for k, v in asdict(self).items()
-            if v is not None
+            if v is not None or defaults[k] is not None
         }
 
     @classmethod

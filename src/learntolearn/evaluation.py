@@ -11,13 +11,20 @@ import math
 
 import torch
 from torch import Tensor
+from torch.func import vmap
 
 from .functional import Params, expand_params
 from .inner_loop import inner_sgd
-from .objective import Objective
+from .objective import Objective, TaskLoss
 from .tasks import TaskBatch
 
-__all__ = ["finetune_curve", "mean_ci95"]
+__all__ = [
+    "accuracy",
+    "adapted_predictions",
+    "finetune_curve",
+    "mean_ci95",
+    "summarize_curve",
+]
 
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 
@@ -34,15 +41,61 @@ def mean_ci95(values: Tensor) -> tuple[float, float]:
     return v.mean().item(), Z_95 * v.std(unbiased=True).item() / math.sqrt(v.numel())
 
 
+def _median(values: Tensor) -> float:
+    """The median, counting a non-finite value (a diverged task) as +inf."""
+    v = values.double()
+    v = torch.where(torch.isfinite(v), v, torch.inf).sort().values
+    n = v.numel()
+    return ((v[(n - 1) // 2] + v[n // 2]) / 2).item()
+
+
+def summarize_curve(curve: Tensor, metric: str = "mse") -> dict[str, object]:
+    """Per step: mean and 95% CI over tasks and the median; for a loss, how many tasks diverged.
+
+    ``curve`` is ``[steps+1, tasks]`` (from :func:`finetune_curve`). Plain gradient descent
+    from a meta-learned initialisation can blow up on a few ill-conditioned tasks when run for
+    more steps than it was meta-trained for; such a task counts as *diverged* at a step when its
+    loss is non-finite or at least ten times its loss before adaptation. The mean keeps every
+    task (as the papers do), so divergence shows in it; the median and the count say how much.
+    """
+    stats = [mean_ci95(c) for c in curve]
+    out: dict[str, object] = {
+        "metric": metric,
+        "mean": [m for m, _ in stats],
+        "ci95": [h for _, h in stats],
+        "median": [_median(c) for c in curve],
+    }
+    if metric != "accuracy":
+        out["diverged"] = (~torch.isfinite(curve) | (curve >= 10 * curve[0])).sum(1).tolist()
+    return out
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Fraction of correctly classified examples of one task."""
+    return (logits.argmax(-1) == labels).float().mean()
+
+
 def finetune_curve(
-    objective: Objective, params: Params, batch: TaskBatch, *, steps: int, lr: float
+    objective: Objective,
+    params: Params,
+    batch: TaskBatch,
+    *,
+    steps: int,
+    lr: float,
+    score: TaskLoss | None = None,
 ) -> Tensor:
-    """Query loss of each task after 0..``steps`` SGD steps on its support set: ``[steps+1, B]``."""
+    """Query score of each task after 0..``steps`` SGD steps on its support set: ``[steps+1, B]``.
+
+    ``score(prediction, target)`` of one task defaults to the objective's loss (e.g.
+    :func:`accuracy` for classification).
+    """
+    metric = vmap(score or objective.loss)
     losses: list[Tensor] = []
 
-    def score(_: int, p: Params) -> None:
+    def record(_: int, p: Params) -> None:
         with torch.no_grad():
-            losses.append(objective.batched(p, batch.x_query, batch.y_query))
+            pred = objective.predict(p, batch.x_query, batch.x_support)
+            losses.append(metric(pred, batch.y_query))
 
     theta = expand_params({k: v.detach() for k, v in params.items()}, batch.num_tasks)
     inner_sgd(
@@ -51,6 +104,35 @@ def finetune_curve(
         steps=steps,
         lr=lr,
         differentiable=False,
-        trace=score,
+        trace=record,
     )
     return torch.stack(losses)
+
+
+def adapted_predictions(
+    objective: Objective,
+    params: Params,
+    batch: TaskBatch,
+    x: Tensor,
+    *,
+    steps: tuple[int, ...],
+    lr: float,
+) -> dict[int, Tensor]:
+    """Predictions on inputs ``x [B, G, ...]`` after each of ``steps`` fine-tuning steps."""
+    keep: dict[int, Tensor] = {}
+
+    def record(step: int, p: Params) -> None:
+        if step in steps:
+            with torch.no_grad():
+                keep[step] = objective.predict(p, x, batch.x_support)
+
+    theta = expand_params({k: v.detach() for k, v in params.items()}, batch.num_tasks)
+    inner_sgd(
+        theta,
+        lambda p: objective.batched(p, batch.x_support, batch.y_support),
+        steps=max(steps),
+        lr=lr,
+        differentiable=False,
+        trace=record,
+    )
+    return keep

@@ -39,6 +39,8 @@ def inner_sgd(
     """
     if steps < 0:
         raise ValueError(f"inner steps must be >= 0, got {steps}")
+    # Under torch.no_grad() nothing can be differentiated through, whatever was asked for.
+    differentiable = differentiable and torch.is_grad_enabled()
     create_graph = differentiable and not first_order
     # Evaluation, or a caller that holds θ without grad (e.g. finite differences): the inner
     # loop still needs ∇_θ, so θ becomes a fresh leaf.
@@ -46,15 +48,15 @@ def inner_sgd(
         k: v if differentiable and v.requires_grad else v.detach().requires_grad_()
         for k, v in params.items()
     }
-    for step in range(steps):
-        if trace is not None:
-            trace(step, params)
-        with torch.enable_grad():
+    with torch.enable_grad():
+        for step in range(steps):
+            if trace is not None:
+                trace(step, params)
             loss = support_loss(params).sum()
             grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
-        params = {k: v - lr * g for (k, v), g in zip(params.items(), grads, strict=True)}
-        if not differentiable:
-            params = {k: v.detach().requires_grad_() for k, v in params.items()}
+            params = {k: v - lr * g for (k, v), g in zip(params.items(), grads, strict=True)}
+            if not differentiable:
+                params = {k: v.detach().requires_grad_() for k, v in params.items()}
     if trace is not None:
         trace(steps, params)
     return params

@@ -35,7 +35,8 @@ class MAML:
     def adapt_and_score(
         self, theta: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor, loss: LossFn
     ) -> Tensor:
-        """L_T(f_θ') on the query set, with θ' from Eq. 1 on the support set."""
+        """L_T(f_θ') on the query set, with θ' from Eq. 1 on the support set (the support
+        inputs are the query's normalisation context when the objective is non-transductive)."""
         adapted = inner_sgd(
             theta,
             lambda p: loss(p, xs, ys),
@@ -43,7 +44,7 @@ class MAML:
             lr=self.inner_lr,
             first_order=self.first_order,
         )
-        return loss(adapted, xq, yq)
+        return loss(adapted, xq, yq, xs)
 
     def loss(self, params: Params, batch: TaskBatch) -> Tensor:
         """The meta-objective, averaged over the tasks of the meta-batch (Eq. 2)."""

@@ -2,7 +2,10 @@
 
 Initialisation follows the MAML reference code (Finn et al., 2017, github.com/cbfinn/maml):
 fully connected weights from a normal distribution with standard deviation 0.01 truncated at two
-standard deviations, biases zero.
+standard deviations, convolutions Xavier-uniform, biases zero.
+
+Every network takes ``forward(x, stats_from=None)``; ``stats_from`` reaches the batch-norm layers
+(see :mod:`learntolearn.layers`) and is ignored by networks without them.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-__all__ = ["MLP"]
+from .layers import TaskBatchNorm
+
+__all__ = ["MLP", "ConvNet", "FCNet"]
 
 
 class MLP(nn.Sequential):
@@ -35,5 +41,83 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
         self.sizes = tuple(int(s) for s in sizes)
 
+    def forward(self, x: Tensor, stats_from: int | None = None) -> Tensor:
+        return super().forward(x)
+
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}"
+
+
+class ConvNet(nn.Module):
+    """The 4-block convolutional network of MAML's Omniglot experiments (Sec. 5.2).
+
+    Each block is a 3x3 convolution with ``hidden`` filters, batch normalisation and ReLU.
+    ``pool=False`` downsamples with stride-2 convolutions (the paper's Omniglot network);
+    ``pool=True`` uses stride 1 and 2x2 max-pooling instead (its MiniImagenet variant). As in
+    the reference code, the strided network averages its last feature map over space, the
+    max-pool network flattens it; a linear layer maps the features to ``n_way`` logits.
+    """
+
+    def __init__(
+        self,
+        n_way: int,
+        *,
+        in_channels: int = 1,
+        hidden: int = 64,
+        image_size: int = 28,
+        pool: bool = False,
+    ) -> None:
+        super().__init__()
+        self.pool = pool
+        chans = [in_channels, hidden, hidden, hidden, hidden]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, 3, stride=1 if pool else 2, padding=1)
+            for c_in, c_out in itertools.pairwise(chans)
+        )
+        self.norms = nn.ModuleList(TaskBatchNorm(hidden) for _ in range(4))
+        size = image_size // 16  # after four 2x2 max-pools
+        self.head = nn.Linear(hidden * size * size if pool else hidden, n_way)
+        for conv in self.convs:
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        nn.init.xavier_uniform_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, x: Tensor, stats_from: int | None = None) -> Tensor:
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = torch.relu(norm(conv(x), stats_from))
+            if self.pool:
+                x = torch.nn.functional.max_pool2d(x, 2)
+        return x.flatten(1) if self.pool else x.mean(dim=(2, 3))
+
+    def forward(self, x: Tensor, stats_from: int | None = None) -> Tensor:
+        return self.head(self.features(x, stats_from))
+
+
+class FCNet(nn.Module):
+    """MAML's fully connected Omniglot network: 256-128-64-64 hidden units, each with batch
+    normalisation and ReLU, then a linear ``n_way`` classifier (Sec. 5.2, the non-convolutional
+    baseline of Table 1)."""
+
+    def __init__(
+        self,
+        n_way: int,
+        *,
+        in_features: int = 784,
+        hidden: Sequence[int] = (256, 128, 64, 64),
+        init_std: float = 0.01,
+    ) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.norms = nn.ModuleList(TaskBatchNorm(h) for h in hidden)
+        self.head = nn.Linear(sizes[-1], n_way)
+        for lin in [*self.linears, self.head]:
+            nn.init.trunc_normal_(lin.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x: Tensor, stats_from: int | None = None) -> Tensor:
+        x = x.flatten(1)
+        for lin, norm in zip(self.linears, self.norms, strict=True):
+            x = torch.relu(norm(lin(x), stats_from))
+        return self.head(x)

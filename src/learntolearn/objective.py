@@ -23,8 +23,9 @@ __all__ = ["Objective", "TaskLoss", "cross_entropy", "mse", "over_tasks"]
 TaskLoss = Callable[[Tensor, Tensor], Tensor]
 """Loss of one task: ``(prediction [N, ...], target [N, ...]) → scalar``."""
 
-LossFn = Callable[[Params, Tensor, Tensor], Tensor]
-"""``loss(params, x, y)``: per-task losses of a model with the given parameters."""
+LossFn = Callable[..., Tensor]
+"""``loss(params, x, y, context=None)``: per-task losses under the given parameters; ``context``
+is the task's support inputs, used only by non-transductive normalisation."""
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -39,27 +40,45 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Objective:
-    """``L_T(f_θ)`` for a network ``f`` and a task loss ``L``."""
+    """``L_T(f_θ)`` for a network ``f`` and a task loss ``L``.
+
+    ``transductive`` (the MAML reference code's behaviour): batch normalisation uses the
+    statistics of whatever batch it is given, so a query prediction depends on the other query
+    examples. ``transductive=False``: query inputs are normalised with their task's support
+    statistics (the support set, passed as ``context``, is put first and ``stats_from`` set).
+    """
 
     model: nn.Module
     loss: TaskLoss
+    transductive: bool = True
 
-    def single(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+    def predict_single(self, params: Params, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Predictions of one task for inputs ``x`` (``context``: its support inputs)."""
+        if self.transductive or context is None:
+            return functional_call(self.model, params, (x,))
+        n = context.shape[0]
+        out = functional_call(self.model, params, (torch.cat([context, x]),), {"stats_from": n})
+        return out[n:]
+
+    def single(self, params: Params, x: Tensor, y: Tensor, context: Tensor | None = None) -> Tensor:
         """Loss of one task (no task dimension anywhere)."""
-        return self.loss(functional_call(self.model, params, (x,)), y)
+        return self.loss(self.predict_single(params, x, context), y)
 
-    def batched(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+    def batched(
+        self, params: Params, x: Tensor, y: Tensor, context: Tensor | None = None
+    ) -> Tensor:
         """Losses ``[B]`` of ``B`` tasks, each with its own parameters ``params[k][b]``."""
-        return vmap(self.single, in_dims=(0, 0, 0), randomness="error")(params, x, y)
+        dims = (0, 0, 0, None if context is None else 0)
+        return vmap(self.single, in_dims=dims, randomness="error")(params, x, y, context)
 
-    def predict(self, params: Params, x: Tensor) -> Tensor:
-        """Predictions of ``B`` tasks with per-task parameters (``x`` is ``[B, N, ...]``)."""
-        forward = lambda p, xi: functional_call(self.model, p, (xi,))  # noqa: E731
-        return vmap(forward, in_dims=(0, 0), randomness="error")(params, x)
+    def predict(self, params: Params, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Predictions ``[B, N, ...]`` of ``B`` tasks with per-task parameters."""
+        dims = (0, 0, None if context is None else 0)
+        return vmap(self.predict_single, in_dims=dims, randomness="error")(params, x, context)
 
 
 PerTask = Callable[[Params, Tensor, Tensor, Tensor, Tensor, LossFn], Tensor]
-"""``fn(θ, x_support, y_support, x_query, y_query, loss) → loss of that task``."""
+"""``fn(θ, x_support, y_support, x_query, y_query, loss) → a value per task``."""
 
 
 def over_tasks(

@@ -13,7 +13,7 @@ import torch
 from . import __version__
 from .paths import project_root
 
-__all__ = ["collect", "device_name"]
+__all__ = ["collect", "device_name", "git_state"]
 
 
 def device_name(device: torch.device) -> str:
@@ -40,12 +40,22 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def collect(device: torch.device, wall_time_s: float) -> dict[str, Any]:
-    """A JSON-ready record; ``commit`` is None outside a git checkout."""
+def git_state() -> dict[str, Any]:
+    """The checked-out commit and whether tracked files differ from it (None outside git)."""
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(status) if status is not None else None,
+    }
+
+
+def collect(
+    device: torch.device, wall_time_s: float, git: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A JSON-ready record. ``git``: the code's state when the work *started* (taken now if
+    not given), so edits made while a long run trains do not mislabel it."""
+    return {
+        **(git if git is not None else git_state()),
         "device": device_name(device),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from torch import nn
 
 from . import provenance
 from .config import ExperimentConfig
-from .evaluation import finetune_curve, mean_ci95
+from .evaluation import accuracy, finetune_curve, summarize_curve
 from .functional import Params, init_params
 from .maml import MAML
-from .models import MLP
-from .objective import Objective, mse
+from .models import MLP, ConvNet, FCNet
+from .objective import Objective, cross_entropy, mse
+from .omniglot import OmniglotTasks, load_omniglot
+from .omniglot import fixed_tasks as fixed_omniglot
 from .paths import runs_dir
 from .pretraining import JointTraining
-from .sinusoid import SinusoidTasks, test_tasks, with_task_parameters
+from .sinusoid import SinusoidTasks, with_task_parameters
+from .sinusoid import fixed_tasks as fixed_sinusoids
 from .store import Result, ResultStore
-from .tasks import TaskBatch
+from .tasks import TaskBatch, TaskDistribution
 from .training import Learner, train
 
 __all__ = ["MissingResultError", "Setup", "build", "evaluate", "resolve_device", "run"]
@@ -36,7 +40,7 @@ class Setup:
     objective: Objective
     learner: Learner
     params: Params
-    tasks: SinusoidTasks
+    tasks: TaskDistribution
     oracle: bool
 
     def prepare(self, batch: TaskBatch) -> TaskBatch:
@@ -53,47 +57,86 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def _model(config: ExperimentConfig) -> nn.Module:
+    if config.tasks == "sinusoid":
+        assert config.hidden is not None
+        return MLP((3 if config.method == "oracle" else 1, *config.hidden, 1))
+    assert config.n_way is not None
+    if config.model == "fc":
+        return FCNet(config.n_way)
+    return ConvNet(config.n_way, pool=config.model == "conv-pool")
+
+
 def build(config: ExperimentConfig, device: torch.device) -> Setup:
-    oracle = config.method == "oracle"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = MLP((3 if oracle else 1, *config.hidden, 1)).to(device)
-    objective = Objective(model, mse)
+        model = _model(config).to(device)
+    classify = config.tasks != "sinusoid"
+    objective = Objective(model, cross_entropy if classify else mse)
     learner: Learner
     if config.method == "maml":
         assert config.inner_lr is not None and config.inner_steps is not None
         learner = MAML(objective, config.inner_lr, config.inner_steps, bool(config.first_order))
     else:
         learner = JointTraining(objective)
-    tasks = SinusoidTasks(config.k_shot, config.k_query)
-    return Setup(objective, learner, init_params(model), tasks, oracle)
+    tasks: TaskDistribution
+    if classify:
+        assert config.n_way is not None
+        tasks = OmniglotTasks(
+            load_omniglot(),
+            "train",
+            n_way=config.n_way,
+            k_shot=config.k_shot,
+            k_query=config.k_query,
+            device=device,
+        )
+    else:
+        tasks = SinusoidTasks(config.k_shot, config.k_query)
+    return Setup(objective, learner, init_params(model), tasks, config.method == "oracle")
 
 
 def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
     """Fine-tuning curves on the fixed test tasks, for every K of ``eval_shots``.
 
-    ``full``: support points anywhere in [−5, 5]; ``half``: all K points in [−5, 0] (Fig. 2).
+    Sinusoids: MSE with support points anywhere in [−5, 5] (``full``) and all in [−5, 0]
+    (``half``, Fig. 2). Classification: accuracy with transductive batch normalisation (the
+    statistics of the query batch, as the MAML code) and non-transductive (support statistics).
     """
     device = next(iter(params.values())).device
     out: dict[str, Any] = {}
-    for region, half in (("full", False), ("half", True)):
-        out[region] = {}
-        for k, lr in zip(config.eval_shots, config.eval_lrs, strict=True):
-            batch = test_tasks(
-                k,
-                num_tasks=config.eval_tasks,
-                k_query=config.eval_query,
-                seed=config.eval_seed,
-                half=half,
+    c = config
+    if c.tasks == "sinusoid":
+        for region, half in (("full", False), ("half", True)):
+            out[region] = {}
+            for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True):
+                batch = fixed_sinusoids(
+                    k, num_tasks=c.eval_tasks, k_query=c.eval_query, seed=c.eval_seed, half=half
+                )
+                batch = setup.prepare(batch).to(device)
+                curve = finetune_curve(setup.objective, params, batch, steps=c.eval_steps, lr=lr)
+                out[region][str(k)] = {"lr": lr, **summarize_curve(curve)}
+        return out
+    assert c.n_way is not None
+    data = load_omniglot()
+    for mode, transductive in (("transductive", True), ("non-transductive", False)):
+        objective = replace(setup.objective, transductive=transductive)
+        out[mode] = {}
+        for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True):
+            chunks = fixed_omniglot(
+                data,
+                n_way=c.n_way,
+                k_shot=k,
+                k_query=c.eval_query,
+                num_tasks=c.eval_tasks,
+                seed=c.eval_seed,
             )
-            batch = setup.prepare(batch).to(device)
-            curve = finetune_curve(setup.objective, params, batch, steps=config.eval_steps, lr=lr)
-            stats = [mean_ci95(c) for c in curve]
-            out[region][str(k)] = {
-                "lr": lr,
-                "mse_mean": [m for m, _ in stats],
-                "mse_ci95": [h for _, h in stats],
-            }
+            curves = [
+                finetune_curve(
+                    objective, params, b.to(device), steps=c.eval_steps, lr=lr, score=accuracy
+                )
+                for b in chunks
+            ]
+            out[mode][str(k)] = {"lr": lr, **summarize_curve(torch.cat(curves, 1), "accuracy")}
     return out
 
 
@@ -118,6 +161,7 @@ def run(
             "(or `make reproduce`) and commit the new folder under results/"
         )
     dev = resolve_device(device)
+    code = provenance.git_state()
     setup = build(config, dev)
     checkpoint = runs_dir() / f"{config.key}.pt"
     state = train(
@@ -144,6 +188,8 @@ def run(
         "train": {"iterations": state.iteration, "history": state.history},
         "eval": evaluate(config, setup, state.params),
     }
-    result = store.save(config, metrics, provenance.collect(dev, state.wall_time_s), state.params)
+    result = store.save(
+        config, metrics, provenance.collect(dev, state.wall_time_s, code), state.params
+    )
     checkpoint.unlink(missing_ok=True)
     return result

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .tasks import TaskBatch
 
-__all__ = ["SinusoidTasks", "sinusoid", "test_tasks", "with_task_parameters"]
+__all__ = ["SinusoidTasks", "fixed_tasks", "sinusoid", "with_task_parameters"]
 
 AMPLITUDE = (0.1, 5.0)
 PHASE = (0.0, math.pi)
@@ -69,7 +69,7 @@ class SinusoidTasks:
         )
 
 
-def test_tasks(
+def fixed_tasks(
     k_shot: int, *, num_tasks: int = 600, k_query: int = 100, seed: int = 2017, half: bool = False
 ) -> TaskBatch:
     """The fixed evaluation tasks every sinusoid method is scored on (CPU, seeded).

@@ -86,6 +86,7 @@ class ResultStore:
             raise FileExistsError(f"{final} exists already; delete it first to replace it")
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{config.key}."))
+        tmp.chmod(0o755)
         try:
             save_json(tmp / "config.json", config.to_dict())
             save_json(tmp / "metrics.json", metrics)
@@ -96,6 +97,21 @@ class ResultStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return self._load(final)
+
+    def update_evaluation(
+        self, config: ExperimentConfig, evaluation: dict[str, Any], record: dict[str, Any]
+    ) -> Result:
+        """Replace a stored result's evaluation (its trained parameters stay as they are).
+
+        Used when the evaluation code improves: ``record`` (commit, device, date of the new
+        evaluation) is kept under ``provenance["evaluation"]``, beside the training record.
+        """
+        result = self.get(config)
+        if result is None:
+            raise FileNotFoundError(f"no stored result for {config.key} in {self.root}")
+        save_json(result.path / "metrics.json", {**result.metrics, "eval": evaluation})
+        save_json(result.path / "provenance.json", {**result.provenance, "evaluation": record})
+        return self._load(result.path)
 
     def results(self) -> list[Result]:
         """Every stored result, sorted by key (damaged folders are reported, not skipped)."""

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .functional import Params
 from .io import load_tensors, save_tensors

@@ -1,0 +1,441 @@
+"""Omniglot: 1623 handwritten characters from 50 alphabets, 20 drawings each (Lake et al., 2015).
+
+Lake, Salakhutdinov and Tenenbaum, "Human-level concept learning through probabilistic program
+induction", Science 350 (2015). Few-shot classification uses the class split of Vinyals et al.,
+"Matching Networks for One Shot Learning", NeurIPS 2016: 1028 / 172 / 423 characters for
+train / val / test, each character turned into four classes by rotating it by 0, 90, 180 and
+270 degrees, as published with Prototypical Networks (Snell et al., 2017) and used by MAML
+(Finn et al., 2017).
+
+Data flow: the two official zips are verified (checksum, CRC of every member, safe member names,
+image counts, every split character present), decoded straight from the archive members (nothing
+is extracted to disk) to 28x28 grayscale, and cached as one uint8 tensor in
+``cache_dir()/omniglot/omniglot28-v1.pt``. :class:`OmniglotTasks` keeps the rotated classes of one
+split on the training device and samples whole meta-batches with a few tensor operations.
+
+Polarity: images keep the official polarity, white background (255, or 1.0 after scaling) and
+black ink. (MAML's data generator inverts them; a network with normalisation layers does not care.)
+Resizing: each 1-bit PNG is converted to 8-bit grayscale *before* the LANCZOS resize to 28x28, so
+the strokes are anti-aliased; MAML's script resized the 1-bit images, which Pillow silently does
+with nearest neighbour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import re
+import urllib.request
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from .io import atomic_write, load_tensors, save_tensors
+from .paths import cache_dir, data_dir
+from .tasks import TaskBatch
+
+__all__ = [
+    "DataError",
+    "MissingDataError",
+    "Omniglot",
+    "OmniglotTasks",
+    "fixed_tasks",
+    "load_omniglot",
+    "vinyals_split",
+]
+
+# Official archive name -> (MD5 of the official download, as in torchvision; number of images).
+_ARCHIVES: dict[str, tuple[str, int]] = {
+    "images_background": ("68d2efa1b9178cc56df9314c21c6e718", 19280),
+    "images_evaluation": ("6b91aef0f799c5bb55b94e3f2daec811", 13180),
+}
+# Split name -> number of (character, rotation) classes.
+_SPLIT_CLASSES: dict[str, int] = {"train": 4112, "val": 688, "test": 1692, "trainval": 4800}
+_ZIP_URL = "https://github.com/brendenlake/omniglot/raw/master/python/{name}.zip"
+_SPLIT_URL = (
+    "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/"
+    "data/omniglot/splits/vinyals/{name}.txt"
+)
+_DRAWINGS = 20  # drawings per character
+_SOURCE_SIZE = (105, 105)
+_SIZE = 28
+_MAX_MEMBER_BYTES = 1 << 20  # an Omniglot PNG is about 300 bytes; refuse anything huge
+_CACHE_FORMAT = "omniglot28-v1"
+_SPLIT_LINE = re.compile(r"([^/\s]+/character\d+)/rot(000|090|180|270)")
+# What decoding one member can raise: a bad CRC or stream, or a broken or unexpected PNG.
+_DECODE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, SyntaxError, ValueError)
+_REMEDY = (
+    "Delete the file if it is a download in the cache folder (it is fetched again), "
+    "or point LEARNTOLEARN_DATA at a folder holding a good copy."
+)
+
+
+class DataError(RuntimeError):
+    """A data file is damaged, unsafe or does not match what was expected."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A data file is in none of the searched folders and was not (or could not be) downloaded."""
+
+
+@dataclass(frozen=True, eq=False)
+class Omniglot:
+    """All of Omniglot (Lake et al., 2015) at 28x28.
+
+    ``images`` is uint8 ``[1623, 20, 28, 28]`` (white background); ``images[i]`` holds the 20
+    drawings of ``characters[i]``, named ``"Alphabet/characterNN"`` and sorted.
+    """
+
+    images: Tensor
+    characters: list[str]
+
+
+def _folders() -> list[Path]:
+    """The folders searched, in order: the read-only data folder, then the cache."""
+    return list(dict.fromkeys([data_dir() / "omniglot", cache_dir() / "omniglot"]))
+
+
+def _download(url: str, dest: Path, md5: str | None) -> None:
+    """Fetch ``url`` to ``dest`` atomically, checking the MD5 before the file appears."""
+
+    def write(tmp: Path) -> None:
+        digest = hashlib.md5(usedforsecurity=False)
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as fh:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
+                while chunk := resp.read(1 << 16):
+                    fh.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        if md5 is not None and digest.hexdigest() != md5:
+            raise DataError(
+                f"downloaded {url} has MD5 {digest.hexdigest()}, expected {md5}: the download is "
+                "damaged or the upstream file changed; nothing was saved"
+            )
+
+    atomic_write(dest, write)
+
+
+def _locate(relpath: str, url: str, md5: str | None, download: bool) -> Path:
+    """Find ``omniglot/<relpath>`` in the data folder, then the cache, else download it."""
+    folders = _folders()
+    for folder in folders:
+        if (folder / relpath).is_file():
+            return folder / relpath
+    searched = ", ".join(str(f / relpath) for f in folders)
+    hint = f"Set LEARNTOLEARN_DATA to a folder holding omniglot/{relpath}"
+    if not download:
+        raise MissingDataError(
+            f"Omniglot file {relpath} not found; searched {searched}. {hint}, or allow the "
+            f"download from {url} (download=True)"
+        )
+    dest = folders[-1] / relpath
+    try:
+        _download(url, dest, md5)
+    except OSError as err:  # offline, HTTP error, full disk
+        raise MissingDataError(
+            f"Omniglot file {relpath} not found (searched {searched}) and downloading {url} "
+            f"failed: {err}. {hint}, or put the file at {dest}"
+        ) from err
+    return dest
+
+
+def _check_digest(path: Path, md5: str) -> str:
+    """Verify ``path`` against ``SHA256SUMS`` beside it if that lists it, else the official MD5.
+
+    Returns the file's SHA-256, the key under which the decoded cache remembers its sources.
+    """
+    sha, md = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sha.update(chunk)
+            md.update(chunk)
+    sums = path.parent / "SHA256SUMS"
+    listed: dict[str, str] = {}
+    if sums.is_file():
+        for line in sums.read_text().splitlines():
+            digest, _, name = line.strip().partition(" ")
+            listed[name.strip().lstrip("*")] = digest.lower()
+    if path.name in listed:
+        if sha.hexdigest() != listed[path.name]:
+            raise DataError(
+                f"{path} has SHA-256 {sha.hexdigest()} but {sums} lists {listed[path.name]}: "
+                f"the file is damaged or was replaced. {_REMEDY}"
+            )
+    elif md.hexdigest() != md5:
+        raise DataError(
+            f"{path} has MD5 {md.hexdigest()}, not the official {md5}, and no SHA256SUMS beside "
+            f"it lists the file, so it cannot be verified. {_REMEDY}"
+        )
+    return sha.hexdigest()
+
+
+def _is_unsafe(info: zipfile.ZipInfo) -> bool:
+    name = info.filename
+    is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+    absolute = name.startswith("/") or re.match(r"[A-Za-z]:", name) is not None
+    return is_link or absolute or "\\" in name or ".." in PurePosixPath(name).parts
+
+
+def _index(zf: zipfile.ZipFile, path: Path, root: str, count: int) -> dict[str, list[str]]:
+    """Character -> its 20 member names, after checking every member name and the counts."""
+    pattern = re.compile(rf"{re.escape(root)}/([^/]+/character\d+)/\d+_\d+\.png")
+    members: dict[str, list[str]] = {}
+    for info in zf.infolist():
+        if _is_unsafe(info):
+            raise DataError(
+                f"refusing {path}: member {info.filename!r} is an absolute path, leaves the "
+                f"archive (..) or is a symbolic link. {_REMEDY}"
+            )
+        if info.file_size > _MAX_MEMBER_BYTES:
+            raise DataError(f"refusing {path}: member {info.filename!r} is {info.file_size} bytes")
+        match = pattern.fullmatch(info.filename)
+        if match is not None:
+            members.setdefault(match[1], []).append(info.filename)
+    found = sum(len(v) for v in members.values())
+    if found != count:
+        raise DataError(f"{path} holds {found} images under {root}/, expected {count}. {_REMEDY}")
+    for character, names in members.items():
+        if len(names) != _DRAWINGS:
+            raise DataError(f"{path}: {character} has {len(names)} drawings, expected {_DRAWINGS}")
+    return members
+
+
+def _decode(data: bytes) -> np.ndarray:
+    """One PNG -> uint8 [28, 28]: 8-bit grayscale first, then LANCZOS (anti-aliased)."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.size != _SOURCE_SIZE:
+            raise ValueError(f"image is {im.size}, expected {_SOURCE_SIZE}")
+        return np.asarray(im.convert("L").resize((_SIZE, _SIZE), Image.Resampling.LANCZOS))
+
+
+def _build(archives: dict[str, Path], download: bool) -> Omniglot:
+    """Verify both archives in full and decode every image, without extracting anything."""
+    with contextlib.ExitStack() as stack:
+        where: dict[str, tuple[zipfile.ZipFile, Path, list[str]]] = {}
+        for root, path in archives.items():
+            try:
+                zf = stack.enter_context(zipfile.ZipFile(path))
+            except (zipfile.BadZipFile, OSError) as err:
+                raise DataError(
+                    f"cannot open {path} ({err}): it is truncated or damaged. {_REMEDY}"
+                ) from err
+            for character, names in _index(zf, path, root, _ARCHIVES[root][1]).items():
+                if character in where:
+                    raise DataError(f"{character} is in both {where[character][1]} and {path}")
+                where[character] = (zf, path, sorted(names))
+        for split in _SPLIT_CLASSES:
+            missing = {c for c, _ in vinyals_split(split, download=download)} - where.keys()
+            if missing:
+                raise DataError(
+                    f"the Vinyals {split} split names {len(missing)} characters missing from the "
+                    f"archives, e.g. {sorted(missing)[0]}. {_REMEDY}"
+                )
+        characters = sorted(where)
+        images = np.empty((len(characters), _DRAWINGS, _SIZE, _SIZE), dtype=np.uint8)
+        bar = tqdm(total=images.shape[0] * _DRAWINGS, desc="omniglot: decoding", unit="img")
+        with bar:
+            for i, character in enumerate(characters):
+                zf, path, names = where[character]
+                for j, name in enumerate(names):
+                    try:
+                        images[i, j] = _decode(zf.read(name))  # zf.read checks the CRC
+                    except (*_DECODE_ERRORS, Image.DecompressionBombError) as err:
+                        raise DataError(
+                            f"{path}: member {name} is damaged ({type(err).__name__}: {err}). "
+                            f"{_REMEDY}"
+                        ) from err
+                bar.update(_DRAWINGS)
+    return Omniglot(torch.from_numpy(images), characters)
+
+
+def _load_cache(path: Path, sources: dict[str, str]) -> Omniglot | None:
+    """The cached tensor if it is intact and was built from exactly these sources."""
+    if not path.is_file():
+        return None
+    try:
+        obj = load_tensors(path)
+    except ValueError as err:
+        warnings.warn(f"{err}; rebuilding it", stacklevel=3)
+        return None
+    if not (
+        isinstance(obj, dict)
+        and obj.get("format") == _CACHE_FORMAT
+        and obj.get("sources") == sources
+        and isinstance(obj.get("images"), Tensor)
+        and isinstance(obj.get("characters"), list)
+    ):
+        return None
+    images, characters = obj["images"], obj["characters"]
+    if images.dtype != torch.uint8 or images.shape != (len(characters), _DRAWINGS, _SIZE, _SIZE):
+        return None
+    return Omniglot(images, characters)
+
+
+def load_omniglot(*, download: bool = True) -> Omniglot:
+    """Load all of Omniglot (Lake et al., 2015) as uint8 ``[1623, 20, 28, 28]``.
+
+    The zips and the Vinyals et al. (2016) split files are searched in
+    ``data_dir()/omniglot`` (``LEARNTOLEARN_DATA``), then ``cache_dir()/omniglot``; with
+    ``download`` the missing ones are fetched into the latter. Every load checks the zips'
+    checksums; the decoded cache is rebuilt (atomically) whenever they differ from the ones it
+    was built from, or when it is damaged. The source files are never modified.
+
+    Raises :class:`MissingDataError` when a file is absent and not downloaded, and
+    :class:`DataError` when a file fails verification.
+    """
+    archives: dict[str, Path] = {}
+    sources: dict[str, str] = {}
+    for root, (md5, _) in _ARCHIVES.items():
+        path = _locate(f"{root}.zip", _ZIP_URL.format(name=root), md5, download)
+        archives[root] = path
+        sources[path.name] = _check_digest(path, md5)
+    cache = cache_dir() / "omniglot" / f"{_CACHE_FORMAT}.pt"
+    data = _load_cache(cache, sources)
+    if data is None:
+        data = _build(archives, download)
+        payload = {"format": _CACHE_FORMAT, "sources": sources}
+        save_tensors(cache, {**payload, "images": data.images, "characters": data.characters})
+    return data
+
+
+def vinyals_split(name: str, *, download: bool = True) -> list[tuple[str, int]]:
+    """The classes of a split of Vinyals et al. (2016), in file order.
+
+    ``name`` is ``"train"``, ``"val"``, ``"test"`` or ``"trainval"``. Each class is
+    ``(character, quarter_turns)``: ``("Angelic/character01", 1)`` is that character rotated by
+    90 degrees counter-clockwise (``rot090``; PIL's ``rotate(90)`` = ``torch.rot90(x, 1)``).
+    """
+    if name not in _SPLIT_CLASSES:
+        raise ValueError(f"unknown Vinyals split {name!r}; valid: {', '.join(_SPLIT_CLASSES)}")
+    path = _locate(f"splits/vinyals/{name}.txt", _SPLIT_URL.format(name=name), None, download)
+    classes: list[tuple[str, int]] = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        match = _SPLIT_LINE.fullmatch(line.strip())
+        if match is None:
+            raise DataError(f"{path}, line {number}: {line!r} is not Alphabet/characterNN/rotDDD")
+        classes.append((match[1], int(match[2]) // 90))
+    if len(classes) != _SPLIT_CLASSES[name] or len(set(classes)) != len(classes):
+        raise DataError(
+            f"{path} lists {len(classes)} classes ({len(set(classes))} distinct), expected "
+            f"{_SPLIT_CLASSES[name]}: it is truncated or damaged. {_REMEDY}"
+        )
+    return classes
+
+
+class OmniglotTasks:
+    """N-way K-shot Omniglot tasks (Vinyals et al., 2016; MAML, Finn et al., 2017).
+
+    A :class:`~learntolearn.tasks.TaskDistribution`. The classes of the Vinyals split ``split``
+    (character x rotation) live in :attr:`images`, uint8 ``[num_classes, 20, 28, 28]`` on
+    ``device``. A task draws ``n_way`` distinct classes and, per class, ``k_shot + k_query``
+    distinct drawings; labels are ``0..n_way-1`` in class-major order (support position ``i``
+    has label ``i // k_shot``). Inputs are float32 in ``[0, 1]``, white background.
+    """
+
+    def __init__(
+        self,
+        data: Omniglot,
+        split: str,
+        *,
+        n_way: int,
+        k_shot: int,
+        k_query: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        for arg, value in (("n_way", n_way), ("k_shot", k_shot), ("k_query", k_query)):
+            if value < 1:
+                raise ValueError(f"{arg} must be a positive integer, got {value}")
+        self.classes = vinyals_split(split)
+        if n_way > len(self.classes):
+            raise ValueError(f"n_way={n_way} exceeds the {len(self.classes)} classes of {split!r}")
+        drawings = data.images.shape[1]
+        if k_shot + k_query > drawings:
+            raise ValueError(
+                f"k_shot + k_query = {k_shot + k_query} exceeds the {drawings} drawings per class"
+            )
+        self.n_way, self.k_shot, self.k_query = n_way, k_shot, k_query
+        index = {c: i for i, c in enumerate(data.characters)}
+        missing = sorted({c for c, _ in self.classes} - index.keys())
+        if missing:
+            raise DataError(
+                f"{len(missing)} characters of split {split!r} absent, e.g. {missing[0]}"
+            )
+        base = data.images[[index[c] for c, _ in self.classes]].to(device)
+        turns = torch.tensor([t for _, t in self.classes], device=base.device)
+        self.images = torch.empty_like(base)
+        for k in range(4):
+            sel = (turns == k).nonzero().squeeze(1)
+            self.images[sel] = torch.rot90(base[sel], k, dims=(-2, -1))
+
+    @property
+    def num_classes(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
+        """Draw ``num_tasks`` tasks in one vectorised pass.
+
+        ``generator`` must live on :attr:`device` (``torch.Generator(device=tasks.device)``);
+        the same generator state gives the same batch. ``info["classes"]`` is long
+        ``[num_tasks, n_way]``: indices into :attr:`classes`, in label order.
+        """
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks must be positive, got {num_tasks}")
+        if generator.device.type != self.device.type:
+            raise ValueError(
+                f"generator is on {generator.device} but the tasks are on {self.device}: "
+                f"use torch.Generator(device={str(self.device)!r})"
+            )
+        b, n, k, q = num_tasks, self.n_way, self.k_shot, self.k_query
+        per_class = self.images.shape[1]
+        draw = torch.rand(b, self.num_classes, generator=generator, device=self.device)
+        classes = draw.argsort(dim=1)[:, :n]
+        draw = torch.rand(b, n, per_class, generator=generator, device=self.device)
+        drawings = draw.argsort(dim=2)[:, :, : k + q]
+        # One index_select over [classes * drawings] images: much faster than 2-d indexing.
+        flat = (classes[:, :, None] * per_class + drawings).flatten()
+        x = self.images.flatten(0, 1).index_select(0, flat).view(b, n, k + q, 1, _SIZE, _SIZE)
+        labels = torch.arange(n, device=self.device)
+        return TaskBatch(
+            x_support=x[:, :, :k].reshape(b, n * k, 1, _SIZE, _SIZE).float().div_(255),
+            y_support=labels.repeat_interleave(k).repeat(b, 1),
+            x_query=x[:, :, k:].reshape(b, n * q, 1, _SIZE, _SIZE).float().div_(255),
+            y_query=labels.repeat_interleave(q).repeat(b, 1),
+            info={"classes": classes},
+        )
+
+
+def fixed_tasks(
+    data: Omniglot,
+    *,
+    n_way: int,
+    k_shot: int,
+    k_query: int,
+    num_tasks: int = 600,
+    seed: int = 2017,
+    split: str = "test",
+    chunk: int = 100,
+) -> Iterator[TaskBatch]:
+    """The seeded meta-test tasks every method is scored on, in chunks of ``chunk`` tasks.
+
+    They are drawn on the CPU from a generator seeded with ``seed``, so every method, device
+    and rerun sees exactly the same 600 tasks per setting (MAML, Sec. 5.2: 600 test tasks).
+    """
+    tasks = OmniglotTasks(data, split, n_way=n_way, k_shot=k_shot, k_query=k_query)
+    g = torch.Generator().manual_seed(seed)
+    for start in range(0, num_tasks, chunk):
+        yield tasks.sample(min(chunk, num_tasks - start), g)

@@ -1,0 +1,65 @@
+"""Tables for the book: Markdown on the rendered page, aligned plain text for nbval.
+
+A notebook cell that ends with a :class:`Table` stores both representations; the book shows the
+Markdown one, and nbval compares the plain-text one, so every printed number is re-checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Table", "fmt_ci", "fmt_step"]
+
+
+def fmt_ci(mean: float, half_width: float, digits: int = 3) -> str:
+    """``mean ± half-width`` with a fixed number of decimals."""
+    return f"{mean:.{digits}f} ± {half_width:.{digits}f}"
+
+
+def fmt_step(curve: dict, step: int, digits: int = 3) -> str:
+    """One step of a stored fine-tuning curve (see ``evaluation.summarize_curve``).
+
+    Mean ± 95% CI over the test tasks (accuracies in percent); when some tasks diverged at
+    that step, their number and the median follow, because the mean alone would then describe
+    a handful of tasks.
+    """
+    if curve["metric"] == "accuracy":
+        return fmt_ci(100 * curve["mean"][step], 100 * curve["ci95"][step], 1)
+    text = fmt_ci(curve["mean"][step], curve["ci95"][step], digits)
+    n = curve.get("diverged", [0] * (step + 1))[step]
+    return text if n == 0 else f"{text} ({n} diverged, median {curve['median'][step]:.{digits}f})"
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: Sequence[str]
+    rows: Sequence[Sequence[object]]
+    caption: str = ""
+
+    def __post_init__(self) -> None:
+        bad = [i for i, r in enumerate(self.rows) if len(r) != len(self.headers)]
+        if bad:
+            raise ValueError(f"rows {bad} do not have {len(self.headers)} cells")
+
+    def _cells(self) -> list[list[str]]:
+        return [[str(h) for h in self.headers], *[[str(c) for c in r] for r in self.rows]]
+
+    def __str__(self) -> str:
+        cells = self._cells()
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.headers))]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(([self.caption] if self.caption else []) + lines)
+
+    __repr__ = __str__
+
+    def _repr_markdown_(self) -> str:
+        cells = [[c.replace("|", "\\|") for c in r] for r in self._cells()]
+        out = [f"**{self.caption}**", ""] if self.caption else []
+        out.append("| " + " | ".join(cells[0]) + " |")
+        out.append("|" + "---|" * len(cells[0]))
+        out.extend("| " + " | ".join(r) + " |" for r in cells[1:])
+        return "\n".join(out)

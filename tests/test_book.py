@@ -1,0 +1,261 @@
+"""Build the book with warnings as errors, then render its pages in headless Chromium.
+
+What a reader would see is checked in the browser, not in the HTML source: MathJax (served from
+the book itself, see ``book/_ext/offline_mathjax.py``) must have typeset every equation into SVG,
+no raw TeX may remain in the text, every stored figure must be on the page, and nothing may be
+fetched from the network. Run with ``make render`` or ``pytest -q tests/test_book.py -m book``.
+CI installs Chromium with ``apt-get install chromium``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image, ImageStat
+
+pytestmark = pytest.mark.book
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRST_CHAPTER = "book/01_meta_learning"
+#: Pages that must contain math (the landing page shows MAML's objective).
+MATH_PAGES = {"book/intro", FIRST_CHAPTER}
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+)
+VIRTUAL_TIME_MS = 15_000
+CHROMIUM_TIMEOUT_S = 120
+BUILD_TIMEOUT_S = 600
+MIN_FIGURE_BYTES = 2_000
+#: Notebook cell tags that keep a cell's outputs off the page.
+REMOVING_TAGS = {"remove-cell", "remove_cell", "remove-output", "remove_output"}
+
+
+def toc_pages() -> list[str]:
+    """Every page named in ``_toc.yml`` (root first), as paths without extension."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    pages = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                pages.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({key: value for key, value in toc.items() if key != "root"})
+    return list(dict.fromkeys(pages))
+
+
+PAGES = toc_pages()
+
+
+def tail(text: str, n: int = 4000) -> str:
+    return text if len(text) <= n else "...\n" + text[-n:]
+
+
+def jupyter_book() -> str:
+    beside = Path(sys.executable).with_name("jupyter-book")
+    found = str(beside) if beside.exists() else shutil.which("jupyter-book")
+    if found is None:
+        pytest.fail("jupyter-book is not installed: run `make env`")
+    return found
+
+
+def chromium_binary() -> str:
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.fail(
+        "Chromium is needed to render the book: `apt-get install chromium` "
+        "(or point $CHROMIUM at a Chromium binary)"
+    )
+
+
+@pytest.fixture(scope="module")
+def html_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh build of the whole book (a fresh one, so every page's warnings are raised)."""
+    out = tmp_path_factory.mktemp("book")
+    cmd = [
+        jupyter_book(),
+        "build",
+        str(ROOT),
+        "--path-output",
+        str(out),
+        "--warningiserror",
+        "--nitpick",
+        "--keep-going",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+    )
+    log = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    problems = "\n".join(line for line in log.splitlines() if re.search(r": (WARNING|ERROR)", line))
+    assert proc.returncode == 0, f"`{' '.join(cmd)}` failed:\n{problems}\n\n{tail(log)}"
+    assert not problems, problems
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return chromium_binary()
+
+
+def run_chromium(binary: str, page: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Load ``page`` with a fresh profile; Chromium's own stderr chatter is ignored."""
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        cmd = [
+            binary,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+            *args,
+            page.as_uri(),
+        ]
+        try:
+            return subprocess.run(cmd, capture_output=True, timeout=CHROMIUM_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"Chromium did not finish {page} within {CHROMIUM_TIMEOUT_S} s")
+
+
+def strip_elements(markup: str, *tags: str) -> str:
+    for tag in tags:
+        markup = re.sub(rf"<{tag}\b.*?</{tag}>", " ", markup, flags=re.DOTALL | re.IGNORECASE)
+    return markup
+
+
+def visible_text(dom: str) -> str:
+    """The page's prose: no scripts or styles, no typeset math, no code listings."""
+    markup = strip_elements(dom, "script", "style", "mjx-container", "pre", "code", "textarea")
+    return html.unescape(re.sub(r"<[^>]+>", " ", markup))
+
+
+def external_resources(markup: str) -> list[str]:
+    """Scripts, stylesheets, images and frames the page would fetch over the network."""
+    found = re.findall(
+        r"<(?:script|img|iframe|source)\b[^>]*\bsrc\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)",
+        markup,
+        flags=re.IGNORECASE,
+    )
+    for link in re.findall(r"<link\b[^>]*>", markup, flags=re.IGNORECASE):
+        if re.search(r"\brel\s*=\s*[\"']?(?:stylesheet|preload|modulepreload)", link, re.I):
+            href = re.search(r"\bhref\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", link, re.I)
+            if href:
+                found.append(href.group(1))
+    found += re.findall(r"@import\s+(?:url\()?[\"']?((?:https?:)?//[^\"')\s]+)", markup, re.I)
+    return found
+
+
+def expected_figures(page: str) -> int:
+    """PNG outputs stored in a chapter notebook that the page must show."""
+    notebook = ROOT / f"{page}.ipynb"
+    if not notebook.exists():
+        return 0
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    count = 0
+    for cell in cells:
+        if cell["cell_type"] != "code" or REMOVING_TAGS & set(cell["metadata"].get("tags", [])):
+            continue
+        count += sum("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+    return count
+
+
+def test_build_writes_every_page(html_root: Path) -> None:
+    assert (html_root / f"{FIRST_CHAPTER}.html").is_file()
+    for page in PAGES:
+        assert (html_root / f"{page}.html").is_file(), f"{page}.html was not built"
+    mathjax = html_root / "_static" / "mathjax" / "tex-svg.js"
+    assert mathjax.is_file() and mathjax.stat().st_size > 1_000_000, "offline MathJax missing"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_screenshot_is_not_blank(
+    html_root: Path, chromium: str, page: str, tmp_path: Path
+) -> None:
+    png = tmp_path / "page.png"
+    proc = run_chromium(
+        chromium, html_root / f"{page}.html", f"--screenshot={png}", "--window-size=1280,4000"
+    )
+    stderr = proc.stderr.decode(errors="replace")
+    assert png.is_file(), f"no screenshot (exit {proc.returncode}):\n{tail(stderr)}"
+    with Image.open(png) as image:
+        assert image.size == (1280, 4000)
+        gray = image.convert("L")
+    histogram = gray.histogram()
+    background = max(histogram)
+    drawn = 1 - background / sum(histogram)
+    variance = ImageStat.Stat(gray).var[0]
+    assert variance > 25 and drawn > 0.01, f"{page}: blank screenshot ({variance=}, {drawn=})"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_math_and_figures(html_root: Path, chromium: str, page: str) -> None:
+    path = html_root / f"{page}.html"
+    source = path.read_text(encoding="utf-8")
+    proc = run_chromium(chromium, path, "--dump-dom")
+    dom = proc.stdout.decode("utf-8", errors="replace")
+    stderr = proc.stderr.decode(errors="replace")
+    assert "</html>" in dom, f"no DOM from Chromium (exit {proc.returncode}):\n{tail(stderr)}"
+
+    # Nothing comes from the network, in the built file or after scripts have run.
+    assert external_resources(source) == [], f"{page}.html loads from the network"
+    assert external_resources(dom) == [], f"{page} loaded from the network at run time"
+
+    # No TeX is left for the reader to decode ...
+    text = visible_text(dom)
+    raw = re.findall(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{|\$\\[A-Za-z]+", text)
+    assert not raw, f"{page}: raw TeX left in the text: {raw[:5]}"
+
+    # ... because the local MathJax typeset every equation into SVG, without errors.
+    equations = source.count('class="math notranslate nohighlight"')
+    if page in MATH_PAGES:
+        assert equations > 0, f"{page} has no math"
+    if equations:
+        assert "_static/mathjax/tex-svg.js" in source, f"{page}.html does not load local MathJax"
+    containers = re.findall(r"<mjx-container\b[^>]*>\s*<svg\b", dom)
+    assert len(containers) >= equations, (
+        f"{page}: MathJax typeset {len(containers)} of {equations} equations"
+    )
+    errors = re.findall(r'data-mjx-error="([^"]*)"', dom)
+    errors += re.findall(r'<mtext mathcolor="red">([^<]*)</mtext>', dom)  # undefined macros
+    assert not errors, f"{page}: MathJax errors {errors}"
+
+    # Every stored figure is on the page, as a PNG copied into _images.
+    images = html_root / "_images"
+    figures = []
+    for src in re.findall(r"<img\b[^>]*\bsrc=\"([^\"]+)\"", dom):
+        target = (path.parent / src.split("?")[0]).resolve()
+        assert target.is_file(), f"{page}: image {src} does not exist"
+        if target.suffix.lower() == ".png":
+            assert target.parent == images.resolve(), f"{page}: {src} is not in _images/"
+            assert target.stat().st_size > MIN_FIGURE_BYTES, f"{page}: {src} is nearly empty"
+            with Image.open(target) as image:
+                extrema = image.convert("L").getextrema()
+            assert extrema[0] != extrema[1], f"{page}: {src} is a blank image"
+            figures.append(target)
+    assert len(figures) >= expected_figures(page), (
+        f"{page}: {len(figures)} figures on the page, {expected_figures(page)} in the notebook"
+    )
+    if page == FIRST_CHAPTER:
+        assert figures, f"{page} shows no figure"

@@ -1,0 +1,216 @@
+"""The experiment runner: stable keys, the store, exact resumption, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from learntolearn.cli import main
+from learntolearn.config import ConfigError, ExperimentConfig
+from learntolearn.experiments import experiment, names
+from learntolearn.runner import MissingResultError, run
+from learntolearn.store import ResultStore
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LEARNTOLEARN_NO_TRAIN", raising=False)
+
+
+def tiny(**changes) -> ExperimentConfig:
+    base = experiment("sinusoid/maml-k5", "smoke").with_(iterations=30, eval_tasks=20)
+    return base.with_(**changes)
+
+
+def same_params(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_keys_are_stable_and_sensitive():
+    a = experiment("sinusoid/maml-k10", "paper")
+    assert a.key == experiment("sinusoid/maml-k10", "paper").key
+    assert a.key == ExperimentConfig.from_dict(json.loads(json.dumps(a.to_dict()))).key
+    assert a.key != a.with_(inner_lr=0.02).key != a.with_(seed=1).key
+    every = [experiment(n, p) for n in names() for p in ("smoke", "cpu", "paper")]
+    assert len({c.key for c in every}) == len(every)
+    for c in every:  # what the store writes reads back as the same experiment
+        assert ExperimentConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_paper_profile_is_the_papers_protocol():
+    c = experiment("sinusoid/maml-k10", "paper")
+    assert (c.iterations, c.meta_batch, c.inner_lr, c.meta_lr, c.inner_steps) == (
+        70_000,
+        25,
+        0.01,
+        1e-3,
+        1,
+    )
+    assert c.hidden == (40, 40) and c.first_order is False and c.eval_tasks >= 600
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "reptile"}, "method 'reptile' is unknown"),
+        ({"iterations": 0}, "iterations must be a positive integer"),
+        ({"inner_lr": None}, "maml needs inner_lr"),
+        ({"eval_lrs": (0.1,)}, "equal length"),
+        ({"profile": "huge"}, "profile 'huge' is unknown"),
+        ({"k_shot": 2.5}, "k_shot must be a positive integer"),
+    ],
+)
+def test_bad_configs_name_the_problem(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny(**changes)
+
+
+def test_unknown_field_and_bad_file(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['lr'\]"):
+        ExperimentConfig.from_dict({**tiny().to_dict(), "lr": 1.0})
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "x", "method": "maml"')  # truncated JSON
+    assert main(["train", str(bad)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_run_stores_then_loads_without_training(monkeypatch):
+    cfg = tiny()
+    first = run(cfg, progress=False)
+    assert (first.path / "model.pt").is_file() and first.provenance["wall_time_s"] >= 0
+    assert set(first.provenance) >= {"commit", "device", "torch", "date", "wall_time_s"}
+    monkeypatch.setenv("LEARNTOLEARN_NO_TRAIN", "1")  # a second run must not train
+    again = run(cfg, progress=False)
+    assert again.metrics == first.metrics and same_params(again.params(), first.params())
+    with pytest.raises(MissingResultError, match="LEARNTOLEARN_NO_TRAIN"):
+        run(cfg.with_(seed=5), progress=False)
+
+
+def test_training_is_deterministic(tmp_path):
+    cfg = tiny()
+    a = run(cfg, progress=False, store=ResultStore(tmp_path / "a"))
+    b = run(cfg, progress=False, store=ResultStore(tmp_path / "b"))
+    assert same_params(a.params(), b.params()) and a.metrics == b.metrics
+
+
+@pytest.mark.parametrize("stop", [7, 20])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, stop):
+    cfg = tiny()
+    whole = run(cfg, progress=False, store=ResultStore(tmp_path / "whole"), checkpoint_every=10)
+    store = ResultStore(tmp_path / "resumed")
+    with pytest.raises(InterruptedError, match="resume"):
+        run(cfg, progress=False, store=store, checkpoint_every=10, stop_after=stop)
+    assert store.get(cfg) is None
+    resumed = run(cfg, progress=False, store=store, checkpoint_every=10)
+    assert same_params(resumed.params(), whole.params())
+    assert resumed.metrics == whole.metrics
+
+
+def test_truncated_checkpoint_is_reported(tmp_path):
+    cfg = tiny()
+    store = ResultStore(tmp_path / "s")
+    with pytest.raises(InterruptedError):
+        run(cfg, progress=False, store=store, checkpoint_every=10, stop_after=15)
+    ckpt = tmp_path / "cache" / "runs" / f"{cfg.key}.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated, damaged"):
+        run(cfg, progress=False, store=store)
+    assert ckpt.stat().st_size == 100  # the evidence is kept, nothing is deleted behind the user
+
+
+def test_damaged_result_folder_is_reported(tmp_path):
+    cfg = tiny()
+    store = ResultStore(tmp_path / "s")
+    result = run(cfg, progress=False, store=store)
+    (result.path / "metrics.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        store.get(cfg)
+    (result.path / "model.pt").unlink()
+    with pytest.raises(ValueError, match="incomplete"):
+        store.get(cfg)
+
+
+def test_store_never_overwrites(tmp_path):
+    cfg = tiny()
+    store = ResultStore(tmp_path / "s")
+    result = run(cfg, progress=False, store=store)
+    with pytest.raises(FileExistsError):
+        store.save(cfg, result.metrics, result.provenance, result.params())
+
+
+def test_cli_train_list_evaluate(capsys):
+    assert main(["train", "sinusoid/oracle", "--profile", "smoke", "--quiet"]) == 0
+    assert "full K= 5 mse after steps 0: " in capsys.readouterr().out
+    assert main(["list"]) == 0
+    assert "sinusoid-oracle-smoke" in capsys.readouterr().out
+    assert main(["evaluate", "sinusoid/oracle", "--profile", "smoke", "--device", "cpu"]) == 0
+    assert "identical to the store" in capsys.readouterr().out
+    assert main(["evaluate", "sinusoid/oracle", "--profile", "smoke", "--write"]) == 0
+    stored = ResultStore().get(experiment("sinusoid/oracle", "smoke"))
+    assert stored.provenance["evaluation"]["commit"] == stored.provenance["commit"]
+    assert main(["train", "sinusoid/nope"]) == 2
+
+
+def test_killed_process_resumes_to_the_same_result(tmp_path):
+    """SIGKILL a real training process mid-run; the rerun finishes bit-for-bit identical."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tiny(iterations=600)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    cmd = [
+        sys.executable,
+        "-m",
+        "learntolearn",
+        "train",
+        str(path),
+        "--quiet",
+        "--checkpoint-every",
+        "100",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ckpt = tmp_path / "cache" / "runs" / f"{cfg.key}.pt"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    assert ckpt.exists() and ResultStore().get(cfg) is None
+    assert torch.load(ckpt, weights_only=True)["iteration"] < cfg.iterations
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    resumed = ResultStore().get(cfg)
+    whole = run(cfg, progress=False, store=ResultStore(tmp_path / "whole"))
+    assert same_params(resumed.params(), whole.params()) and resumed.metrics == whole.metrics
+
+
+def test_omniglot_experiment_end_to_end(real_env):
+    """A smoke-size MAML run on real Omniglot tasks: trains, evaluates both BN modes, stores."""
+    cfg = experiment("omniglot/maml-5w1s", "smoke")
+    assert (cfg.inner_lr, cfg.inner_steps, cfg.test_steps, cfg.model) == (0.4, 1, 3, "conv")
+    result = run(cfg, progress=False, device="cpu")
+    ev = result.metrics["eval"]
+    assert set(ev) == {"transductive", "non-transductive"}
+    curve = ev["non-transductive"]["1"]
+    assert curve["metric"] == "accuracy" and len(curve["mean"]) == cfg.eval_steps + 1
+    assert all(0 <= a <= 1 for a in curve["mean"]) and "diverged" not in curve
+    assert ev["transductive"]["1"]["mean"] != curve["mean"]
+    paper = experiment("omniglot/fomaml-20w5s", "paper")
+    assert (paper.iterations, paper.meta_batch, paper.inner_lr, paper.inner_steps) == (
+        60_000,
+        16,
+        0.1,
+        5,
+    )
+    assert paper.first_order and paper.test_steps == 5 and paper.eval_tasks == 600
