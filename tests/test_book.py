@@ -181,6 +181,17 @@ def expected_figures(page: str) -> int:
     return count
 
 
+def expected_tables(page: str) -> int:
+    """Markdown tables among a chapter notebook's stored outputs (they must render as tables)."""
+    notebook = ROOT / f"{page}.ipynb"
+    if not notebook.exists():
+        return 0
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    markdown = ["".join(o.get("data", {}).get("text/markdown", "")) for o in outputs]
+    return sum(bool(re.search(r"^\|(?:-{3,}\|)+$", m, flags=re.M)) for m in markdown)
+
+
 def test_build_writes_every_page(html_root: Path) -> None:
     assert (html_root / f"{FIRST_CHAPTER}.html").is_file()
     for page in PAGES:
@@ -259,3 +270,10 @@ def test_page_renders_math_and_figures(html_root: Path, chromium: str, page: str
     )
     if page == FIRST_CHAPTER:
         assert figures, f"{page} shows no figure"
+    # Tables printed by cells are Markdown outputs: they must arrive as HTML tables, not as
+    # a paragraph of pipes.
+    tables = expected_tables(page)
+    assert dom.count("<table") >= tables, f"{page}: {tables} Markdown tables, not all rendered"
+    assert not re.search(r"\|-{3,}\|", visible_text(dom)), f"{page}: raw Markdown table"
+    if page == FIRST_CHAPTER:
+        assert tables >= 4, f"{page}: expected the chapter's result tables"
