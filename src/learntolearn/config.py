@@ -63,6 +63,8 @@ class ExperimentConfig:
     eval_seed: int = 2017
     # classification: the adaptation steps the paper reports at test time (curve runs 0..eval_steps)
     test_steps: int | None = None
+    # MAML: compare the exact and first-order meta-gradients every N iterations (diagnostics.py)
+    monitor_every: int | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -119,7 +121,11 @@ class ExperimentConfig:
         )
         need(all(_is_int(k) and k >= 1 for k in self.eval_shots), "eval_shots must be >= 1")
         need(all(_is_pos(lr) for lr in self.eval_lrs), "eval_lrs must be positive numbers")
-        maml = ("inner_lr", "inner_steps", "first_order")
+        need(
+            self.monitor_every is None or (_is_int(self.monitor_every) and self.monitor_every >= 1),
+            f"monitor_every must be a positive integer, got {self.monitor_every!r}",
+        )
+        maml = ("inner_lr", "inner_steps", "first_order", "monitor_every")
         if self.method == "maml":
             need(_is_pos(self.inner_lr), f"maml needs inner_lr > 0, got {self.inner_lr!r}")
             need(

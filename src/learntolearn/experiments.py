@@ -23,9 +23,14 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     # cpu: a short run with a small meta-batch, minutes per setting on two cores; far from
     # converged, and labelled as such wherever it is shown.
     "omniglot": {
-        "smoke": {"iterations": 3, "meta_batch": 2, "eval_tasks": 10},
-        "cpu": {"iterations": 1_000, "meta_batch": 4},
-        "paper": {},
+        "smoke": {"iterations": 3, "meta_batch": 2, "eval_tasks": 10, "monitor_every": 1},
+        "cpu": {"iterations": 2_000, "meta_batch": 4, "monitor_every": 100},
+        "paper": {"monitor_every": 2_000},
+    },
+    "omniglot-20way": {
+        "smoke": {"iterations": 3, "meta_batch": 2, "eval_tasks": 10, "monitor_every": 1},
+        "cpu": {"iterations": 500, "meta_batch": 4, "monitor_every": 25},
+        "paper": {"monitor_every": 2_000},
     },
 }
 
@@ -116,4 +121,5 @@ def experiment(name: str, profile: str = "paper") -> ExperimentConfig:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; use one of {PROFILES}")
     config = _REGISTRY[name](profile)
-    return config.with_(**_PROFILE_OVERRIDES[config.tasks][profile])
+    family = "omniglot-20way" if config.n_way == 20 else config.tasks
+    return config.with_(**_PROFILE_OVERRIDES[family][profile])

@@ -39,6 +39,7 @@ class TrainState:
     params: Params
     iteration: int = 0
     history: list[list[float]] = field(default_factory=list)  # [iteration, mean loss]
+    monitor: list[dict[str, float]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
 
@@ -51,6 +52,7 @@ def _checkpoint(state: TrainState, opt: torch.optim.Optimizer, gen: torch.Genera
         "optimizer": opt.state_dict(),
         "generator": gen.get_state(),
         "history": state.history,
+        "monitor": state.monitor,
         "wall_time_s": state.wall_time_s,
     }
 
@@ -70,11 +72,15 @@ def train(
     log_every: int = 100,
     progress: bool = True,
     stop_after: int | None = None,
+    monitor: Callable[[Params], dict[str, float]] | None = None,
+    monitor_every: int = 0,
 ) -> TrainState:
     """Minimise ``learner.loss`` with Adam for ``iterations`` steps, resuming from ``checkpoint``.
 
     ``stop_after`` ends the call early after that many iterations (as a kill would), leaving
     the checkpoint to resume from: the tests use it to check that resuming is exact.
+    ``monitor(params)`` is recorded before training and every ``monitor_every`` iterations; it
+    must not draw from the training generator.
     """
     if checkpoint_every % log_every:
         raise ValueError("checkpoint_every must be a multiple of log_every")
@@ -96,6 +102,7 @@ def train(
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["generator"].cpu())
         state.iteration, state.history = ck["iteration"], ck["history"]
+        state.monitor = ck.get("monitor", [])
         state.wall_time_s = ck["wall_time_s"]
 
     bar = tqdm(
@@ -109,7 +116,15 @@ def train(
     )
     window = torch.zeros((), device=device)
     start, done_now = time.perf_counter(), 0
+
+    def observe() -> None:
+        due = monitor is not None and monitor_every and state.iteration % monitor_every == 0
+        fresh = not state.monitor or state.monitor[-1]["iteration"] < state.iteration
+        if due and fresh:
+            state.monitor.append({"iteration": state.iteration, **monitor(state.params)})
+
     try:
+        observe()
         while state.iteration < iterations:
             if stop_after is not None and done_now >= stop_after:
                 break
@@ -121,6 +136,7 @@ def train(
             state.iteration += 1
             done_now += 1
             bar.update()
+            observe()
             if state.iteration % log_every == 0:
                 state.history.append([state.iteration, (window / log_every).item()])
                 window.zero_()
