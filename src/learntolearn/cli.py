@@ -137,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def add(name: str, help: str, *, experiments: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--profile", choices=PROFILES, default="paper" if name != "list" else None)
+        default = None if name in ("list", "notebook") else "paper"
+        p.add_argument("--profile", choices=PROFILES, default=default)
         if experiments:
             p.add_argument("experiments", nargs="+", metavar="NAME|CONFIG.json")
         return p
@@ -173,7 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N")
     p.set_defaults(func=_cmd_reproduce)
-    p = add("notebook", "execute a chapter notebook with papermill (in place by default)")
+    p = add(
+        "notebook",
+        "execute a chapter notebook with papermill (in place by default; "
+        "without --profile, with the profile its parameters cell names)",
+    )
     p.add_argument("notebook")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", help="write the executed notebook here instead")

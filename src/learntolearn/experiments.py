@@ -29,7 +29,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     },
     "omniglot-20way": {
         "smoke": {"iterations": 3, "meta_batch": 2, "eval_tasks": 10, "monitor_every": 1},
-        "cpu": {"iterations": 500, "meta_batch": 4, "monitor_every": 25},
+        "cpu": {"iterations": 300, "meta_batch": 4, "monitor_every": 25},
         "paper": {"monitor_every": 2_000},
     },
 }
@@ -99,6 +99,9 @@ _REGISTRY: dict[str, Callable[[str], ExperimentConfig]] = {
     ),
 }
 
+_OMNIGLOT = tuple(
+    f"omniglot/{m}-{n}w{k}s" for n, k in OMNIGLOT_SETTINGS for m in ("maml", "fomaml")
+)
 CHAPTERS: dict[str, tuple[str, ...]] = {
     "01_meta_learning": (
         "sinusoid/maml-k5",
@@ -107,6 +110,8 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
         "sinusoid/pretrain",
         "sinusoid/oracle",
     ),
+    "02_maml_math": ("omniglot/maml-5w1s", "omniglot/maml-20w1s"),
+    "03_first_order": _OMNIGLOT,
 }
 
 

@@ -33,9 +33,12 @@ def strip_volatile_metadata(nb: dict) -> dict:
 
 
 def execute(
-    notebook: Path, *, profile: str = "paper", device: str = "auto", output: Path | None = None
+    notebook: Path, *, profile: str | None = None, device: str = "auto", output: Path | None = None
 ) -> Path:
-    """Run ``notebook`` top to bottom with papermill; write it to ``output`` (default: in place)."""
+    """Run ``notebook`` top to bottom with papermill; write it to ``output`` (default: in place).
+
+    ``profile=None`` keeps the profile the notebook's parameters cell names.
+    """
     import nbformat
     import papermill
 
@@ -52,7 +55,7 @@ def execute(
             papermill.execute_notebook(
                 str(notebook),
                 str(executed),
-                parameters={"profile": profile, "device": device},
+                parameters={"device": device, **({"profile": profile} if profile else {})},
                 kernel_name="python3",
                 cwd=str(notebook.parent),
                 progress_bar=False,
