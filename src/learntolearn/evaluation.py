@@ -8,6 +8,7 @@ score the query points after each step. The same seeded test tasks serve every m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -22,6 +23,7 @@ __all__ = [
     "accuracy",
     "adapted_predictions",
     "finetune_curve",
+    "finetune_curves",
     "mean_ci95",
     "summarize_curve",
 ]
@@ -75,6 +77,55 @@ def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     return (logits.argmax(-1) == labels).float().mean()
 
 
+def finetune_curves(
+    objective: Objective,
+    params: Params,
+    batch: TaskBatch,
+    *,
+    steps: int,
+    lr: float,
+    scores: Mapping[str, Callable[[Params], Tensor]],
+    chunk: int | None = None,
+) -> dict[str, Tensor]:
+    """Scores of each task after 0..``steps`` SGD steps on its support set: ``[steps+1, B]`` each.
+
+    Every ``scores[name](adapted_params)`` returns one value per task; all of them see the same
+    adaptation trajectory, which is computed once. ``chunk`` adapts that many tasks at a time
+    (results do not depend on it; memory and speed do).
+    """
+    if chunk is not None and chunk < batch.num_tasks:
+        parts = [
+            finetune_curves(
+                objective, params, batch[i : i + chunk], steps=steps, lr=lr, scores=scores
+            )
+            for i in range(0, batch.num_tasks, chunk)
+        ]
+        return {k: torch.cat([p[k] for p in parts], dim=1) for k in scores}
+    out: dict[str, list[Tensor]] = {k: [] for k in scores}
+
+    def record(_: int, p: Params) -> None:
+        with torch.no_grad():
+            for name, score in scores.items():
+                out[name].append(score(p))
+
+    theta = expand_params({k: v.detach() for k, v in params.items()}, batch.num_tasks)
+    inner_sgd(
+        theta,
+        lambda p: objective.batched(p, batch.x_support, batch.y_support),
+        steps=steps,
+        lr=lr,
+        differentiable=False,
+        trace=record,
+    )
+    return {k: torch.stack(v) for k, v in out.items()}
+
+
+def query_score(objective: Objective, batch: TaskBatch, score: TaskLoss | None = None):
+    """``params ↦`` per-task ``score`` (default: the loss) of the query predictions."""
+    metric = vmap(score or objective.loss)
+    return lambda p: metric(objective.predict(p, batch.x_query, batch.x_support), batch.y_query)
+
+
 def finetune_curve(
     objective: Objective,
     params: Params,
@@ -89,24 +140,8 @@ def finetune_curve(
     ``score(prediction, target)`` of one task defaults to the objective's loss (e.g.
     :func:`accuracy` for classification).
     """
-    metric = vmap(score or objective.loss)
-    losses: list[Tensor] = []
-
-    def record(_: int, p: Params) -> None:
-        with torch.no_grad():
-            pred = objective.predict(p, batch.x_query, batch.x_support)
-            losses.append(metric(pred, batch.y_query))
-
-    theta = expand_params({k: v.detach() for k, v in params.items()}, batch.num_tasks)
-    inner_sgd(
-        theta,
-        lambda p: objective.batched(p, batch.x_support, batch.y_support),
-        steps=steps,
-        lr=lr,
-        differentiable=False,
-        trace=record,
-    )
-    return torch.stack(losses)
+    scores = {"query": query_score(objective, batch, score)}
+    return finetune_curves(objective, params, batch, steps=steps, lr=lr, scores=scores)["query"]
 
 
 def adapted_predictions(
