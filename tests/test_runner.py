@@ -224,3 +224,13 @@ def test_omniglot_experiment_end_to_end(real_env):
         5,
     )
     assert paper.first_order and paper.test_steps == 5 and paper.eval_tasks == 600
+
+
+def test_profiles_can_leave_out_experiments_with_a_reason():
+    from learntolearn.experiments import NOT_RUN, chapter_experiments
+
+    assert "omniglot/maml-20w5s" in chapter_experiments("03_first_order", "paper")
+    assert "omniglot/maml-20w5s" not in chapter_experiments("03_first_order", "cpu")
+    assert all(len(why) > 20 for why in NOT_RUN["cpu"].values())
+    with pytest.raises(ConfigError, match="unknown chapter"):
+        chapter_experiments("99_nope", "cpu")

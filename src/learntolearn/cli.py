@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import PROFILES, ConfigError, ExperimentConfig
-from .experiments import CHAPTERS, experiment, names
+from .experiments import CHAPTERS, chapter_experiments, experiment, names
 from .io import load_json
 from .report import fmt_step
 from .store import Result, ResultStore
@@ -119,7 +119,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     unknown = sorted(set(chapters) - set(CHAPTERS))
     if unknown:
         raise ConfigError(f"unknown chapter(s) {unknown}; known: {sorted(CHAPTERS)}")
-    todo = [n for c in chapters for n in CHAPTERS[c]]
+    todo = [n for c in chapters for n in chapter_experiments(c, args.profile)]
     args.experiments = list(dict.fromkeys(todo))
     return _cmd_train(args)
 

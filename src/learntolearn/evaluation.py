@@ -28,6 +28,9 @@ __all__ = [
     "summarize_curve",
 ]
 
+Score = Callable[[Params, TaskBatch], Tensor]
+"""``score(adapted_params, batch)``: one value per task of ``batch``."""
+
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 
 
@@ -84,14 +87,14 @@ def finetune_curves(
     *,
     steps: int,
     lr: float,
-    scores: Mapping[str, Callable[[Params], Tensor]],
+    scores: Mapping[str, Score],
     chunk: int | None = None,
 ) -> dict[str, Tensor]:
     """Scores of each task after 0..``steps`` SGD steps on its support set: ``[steps+1, B]`` each.
 
-    Every ``scores[name](adapted_params)`` returns one value per task; all of them see the same
-    adaptation trajectory, which is computed once. ``chunk`` adapts that many tasks at a time
-    (results do not depend on it; memory and speed do).
+    Every ``scores[name](adapted_params, batch)`` returns one value per task; all of them see
+    the same adaptation trajectory, which is computed once. ``chunk`` adapts that many tasks at
+    a time (memory and speed only).
     """
     if chunk is not None and chunk < batch.num_tasks:
         parts = [
@@ -106,7 +109,7 @@ def finetune_curves(
     def record(_: int, p: Params) -> None:
         with torch.no_grad():
             for name, score in scores.items():
-                out[name].append(score(p))
+                out[name].append(score(p, batch))
 
     theta = expand_params({k: v.detach() for k, v in params.items()}, batch.num_tasks)
     inner_sgd(
@@ -120,10 +123,14 @@ def finetune_curves(
     return {k: torch.stack(v) for k, v in out.items()}
 
 
-def query_score(objective: Objective, batch: TaskBatch, score: TaskLoss | None = None):
-    """``params ↦`` per-task ``score`` (default: the loss) of the query predictions."""
+def query_score(objective: Objective, score: TaskLoss | None = None) -> Score:
+    """``(params, batch) ↦`` per-task ``score`` (default: the loss) of the query predictions."""
     metric = vmap(score or objective.loss)
-    return lambda p: metric(objective.predict(p, batch.x_query, batch.x_support), batch.y_query)
+
+    def query(p: Params, batch: TaskBatch) -> Tensor:
+        return metric(objective.predict(p, batch.x_query, batch.x_support), batch.y_query)
+
+    return query
 
 
 def finetune_curve(
@@ -140,7 +147,7 @@ def finetune_curve(
     ``score(prediction, target)`` of one task defaults to the objective's loss (e.g.
     :func:`accuracy` for classification).
     """
-    scores = {"query": query_score(objective, batch, score)}
+    scores = {"query": query_score(objective, score)}
     return finetune_curves(objective, params, batch, steps=steps, lr=lr, scores=scores)["query"]
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from . import provenance
 from .config import ExperimentConfig
@@ -142,35 +142,34 @@ def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str
     # Both modes adapt on the support set alone, normalised by its own statistics, so they
     # share one trajectory; only the query predictions differ.
     modes = {"transductive": True, "non-transductive": False}
+    scores = {
+        m: query_score(replace(setup.objective, transductive=t), accuracy) for m, t in modes.items()
+    }
     out = {mode: {} for mode in modes}
     for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True):
-        curves: dict[str, list[Tensor]] = {mode: [] for mode in modes}
-        for b in fixed_omniglot(
+        chunks = fixed_omniglot(
             data,
             n_way=c.n_way,
             k_shot=k,
             k_query=c.eval_query,
             num_tasks=c.eval_tasks,
             seed=c.eval_seed,
-        ):
-            b = b.to(device)
-            scores = {
-                m: query_score(replace(setup.objective, transductive=t), b, accuracy)
-                for m, t in modes.items()
-            }
-            part = finetune_curves(
+        )
+        parts = [
+            finetune_curves(
                 setup.objective,
                 params,
-                b,
+                b.to(device),
                 steps=c.eval_steps,
                 lr=lr,
                 scores=scores,
                 chunk=EVAL_CHUNK,
             )
-            for m in modes:
-                curves[m].append(part[m])
+            for b in chunks
+        ]
         for m in modes:
-            out[m][str(k)] = {"lr": lr, **summarize_curve(torch.cat(curves[m], 1), "accuracy")}
+            curve = torch.cat([p[m] for p in parts], 1)
+            out[m][str(k)] = {"lr": lr, **summarize_curve(curve, "accuracy")}
     return out
 
 
