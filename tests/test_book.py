@@ -167,28 +167,28 @@ def external_resources(markup: str) -> list[str]:
     return found
 
 
-def expected_figures(page: str) -> int:
-    """PNG outputs stored in a chapter notebook that the page must show."""
+def stored_outputs(page: str) -> list[dict]:
+    """The outputs a chapter notebook stores for the page (cells tagged ``remove-*`` excluded)."""
     notebook = ROOT / f"{page}.ipynb"
     if not notebook.exists():
-        return 0
+        return []
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    count = 0
-    for cell in cells:
-        if cell["cell_type"] != "code" or REMOVING_TAGS & set(cell["metadata"].get("tags", [])):
-            continue
-        count += sum("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
-    return count
+    return [
+        out
+        for cell in cells
+        if cell["cell_type"] == "code" and not REMOVING_TAGS & set(cell["metadata"].get("tags", []))
+        for out in cell.get("outputs", [])
+    ]
+
+
+def expected_figures(page: str) -> int:
+    """PNG outputs stored in a chapter notebook that the page must show."""
+    return sum("image/png" in out.get("data", {}) for out in stored_outputs(page))
 
 
 def expected_tables(page: str) -> int:
     """Markdown tables among a chapter notebook's stored outputs (they must render as tables)."""
-    notebook = ROOT / f"{page}.ipynb"
-    if not notebook.exists():
-        return 0
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    markdown = ["".join(o.get("data", {}).get("text/markdown", "")) for o in outputs]
+    markdown = ["".join(o.get("data", {}).get("text/markdown", "")) for o in stored_outputs(page)]
     return sum(bool(re.search(r"^\|(?:-{3,}\|)+$", m, flags=re.M)) for m in markdown)
 
 

@@ -101,3 +101,17 @@ def test_table_text_and_markdown():
     assert "| 10 | a\\|b |" in t._repr_markdown_()
     with pytest.raises(ValueError, match="rows"):
         Table(["a"], [[1, 2]])
+
+
+def test_finetune_curves_share_one_trajectory_and_chunking_changes_nothing():
+    from learntolearn.evaluation import finetune_curves, query_score
+
+    torch.manual_seed(0)
+    model = MLP((1, 40, 40, 1), init_std=0.3)
+    obj, params = Objective(model, mse), init_params(model)
+    batch = fixed_tasks(5, num_tasks=10)
+    scores = {"mse": query_score(obj), "abs": query_score(obj, lambda p, y: (p - y).abs().mean())}
+    whole = finetune_curves(obj, params, batch, steps=3, lr=0.01, scores=scores)
+    parts = finetune_curves(obj, params, batch, steps=3, lr=0.01, scores=scores, chunk=3)
+    assert all(torch.allclose(whole[k], parts[k], rtol=1e-6) for k in scores)
+    assert torch.equal(whole["mse"], finetune_curve(obj, params, batch, steps=3, lr=0.01))

@@ -31,6 +31,16 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, g: torch.Generator
     return torch.rand(shape, generator=g, device=g.device) * (high - low) + low
 
 
+def _tasks(xs: Tensor, xq: Tensor, amplitude: Tensor, phase: Tensor) -> TaskBatch:
+    return TaskBatch(
+        x_support=xs,
+        y_support=sinusoid(xs, amplitude, phase),
+        x_query=xq,
+        y_query=sinusoid(xq, amplitude, phase),
+        info={"amplitude": amplitude, "phase": phase},
+    )
+
+
 @dataclass(frozen=True)
 class SinusoidTasks:
     """The task distribution p(T) of sinusoids; samples on ``generator``'s device.
@@ -60,13 +70,7 @@ class SinusoidTasks:
         phase = _uniform((num_tasks,), *PHASE, g)
         xs = _uniform((num_tasks, self.k_support, 1), *self.support_range, g)
         xq = _uniform((num_tasks, self.k_query, 1), *X_RANGE, g)
-        return TaskBatch(
-            x_support=xs,
-            y_support=sinusoid(xs, amplitude, phase),
-            x_query=xq,
-            y_query=sinusoid(xq, amplitude, phase),
-            info={"amplitude": amplitude, "phase": phase},
-        )
+        return _tasks(xs, xq, amplitude, phase)
 
 
 def fixed_tasks(
@@ -84,13 +88,7 @@ def fixed_tasks(
     xq = _uniform((num_tasks, k_query, 1), *X_RANGE, g)
     g_support = torch.Generator().manual_seed(seed * 1000 + k_shot + (500 if half else 0))
     xs = _uniform((num_tasks, k_shot, 1), *support, g_support)
-    return TaskBatch(
-        x_support=xs,
-        y_support=sinusoid(xs, amplitude, phase),
-        x_query=xq,
-        y_query=sinusoid(xq, amplitude, phase),
-        info={"amplitude": amplitude, "phase": phase},
-    )
+    return _tasks(xs, xq, amplitude, phase)
 
 
 def with_task_parameters(batch: TaskBatch) -> TaskBatch:
