@@ -10,7 +10,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
-PROFILE ?= paper
+# Empty: every chapter runs with the profile its parameters cell names (the stored results).
+PROFILE ?=
 
 # Read data from ../shared/data when it exists (CI and the team's machines), else download.
 ifneq ($(wildcard ../shared/data),)
@@ -25,8 +26,8 @@ export TQDM_DISABLE ?=
 help:
 	@echo "make book       build the book (executes chapters from the results store)"
 	@echo "make test       all checks: lint, unit tests, smoke runs, nbval, book render"
-	@echo "make reproduce  retrain every experiment of PROFILE=$(PROFILE) missing from results/"
-	@echo "make execute    re-execute chapter notebooks in place (PROFILE=$(PROFILE))"
+	@echo "make reproduce  train every experiment of PROFILE (default paper) missing from results/"
+	@echo "make execute    re-execute the chapter notebooks in place (PROFILE=... to override)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,7 +43,7 @@ book: execute html
 
 execute: $(STAMP)
 	for nb in $(CHAPTERS); do
-	  TQDM_DISABLE=1 $(PY) -m learntolearn notebook "$$nb" --profile $(PROFILE)
+	  TQDM_DISABLE=1 $(PY) -m learntolearn notebook "$$nb" $(if $(PROFILE),--profile $(PROFILE))
 	done
 
 html: $(STAMP)
@@ -52,8 +53,8 @@ html: $(STAMP)
 test: lint unit smoke nbval render
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests book
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests book benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not book"
@@ -78,7 +79,7 @@ chromium:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 reproduce: $(STAMP)
-	$(PY) -m learntolearn reproduce --profile $(PROFILE)
+	$(PY) -m learntolearn reproduce --profile $(or $(PROFILE),paper)
 
 clean:
 	rm -rf _build

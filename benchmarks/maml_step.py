@@ -37,6 +37,8 @@ median and interquartile range of ms/iteration, and ratios as the median over ro
 per-round ratio (paired, so robust to drifting load). On CUDA every iteration is bracketed by
 ``torch.cuda.synchronize()`` and the peak memory allocated during an iteration (above what was
 allocated before it) is reported; on CPU memory is not measured. Task sampling is not timed.
+On the CPU every method runs under the library's CPU settings (``runner.cpu_numerics``: one
+intra-op thread, denormals flushed); ``--threads`` overrides the thread count for all of them.
 
 Run: ``python benchmarks/maml_step.py --setting 5w1s --device auto`` (``--help`` for more).
 Progress goes to stderr; stdout carries the gradient check and the table (Markdown).

@@ -60,8 +60,8 @@ def cpu_numerics(device: torch.device) -> None:
     only reaches the calling thread, so extra intra-op threads would still hit them: measured
     here, a 5-way 1-shot MAML step took 86 ms on one flushing thread and 3.2 s on two threads.
     Values that small carry no information, flushing is deterministic, and on the CPU
-    experiments run in parallel as processes instead (``make -j reproduce``). Both settings
-    are process-wide.
+    experiments run in parallel as separate ``learntolearn train`` processes instead. Both
+    settings are process-wide.
     """
     if device.type == "cpu":
         torch.set_flush_denormal(True)
