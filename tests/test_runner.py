@@ -58,7 +58,11 @@ def test_paper_profile_is_the_papers_protocol():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"method": "reptile"}, "method 'reptile' is unknown"),
+        ({"method": "siamese"}, "method 'siamese' is unknown"),
+        ({"method": "reptile", "first_order": None}, "reptile needs inner_batch"),
+        ({"inner_params": "head"}, "applies to classifiers only"),
+        ({"meta_lr_final": 0.0}, "meta_lr_final do\\(es\\) not apply to 'maml'"),
+        ({"inner_optimizer": "rmsprop"}, "inner_optimizer do"),
         ({"iterations": 0}, "iterations must be a positive integer"),
         ({"inner_lr": None}, "maml needs inner_lr"),
         ({"eval_lrs": (0.1,)}, "equal length"),

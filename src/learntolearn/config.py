@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["METHODS", "PROFILES", "ConfigError", "ExperimentConfig"]
 
-METHODS = ("maml", "pretrain", "oracle")
+METHODS = ("maml", "reptile", "pretrain", "oracle")
 TASKS = ("sinusoid", "omniglot")
 MODELS = ("conv", "conv-pool", "fc")
 PROFILES = ("smoke", "cpu", "paper")
@@ -45,13 +45,17 @@ class ExperimentConfig:
     # model: hidden widths of the sinusoid MLP, or a named classifier (see models.py)
     hidden: tuple[int, ...] | None = (40, 40)
     model: str | None = None
-    # inner loop (MAML only)
+    # inner loop (MAML and Reptile)
     inner_lr: float | None = None
     inner_steps: int | None = None
-    first_order: bool | None = None
+    first_order: bool | None = None  # MAML only
+    inner_params: str | None = None  # MAML only: "head" adapts the head alone (ANIL)
+    inner_batch: int | None = None  # Reptile only: examples per inner minibatch
+    inner_optimizer: str | None = None  # Reptile only: "sgd" or "adam" (also at test time)
     # outer loop / joint training
     meta_batch: int = 25
-    meta_lr: float = 1e-3
+    meta_lr: float = 1e-3  # Adam's step size; Reptile: the outer step size ε at the start
+    meta_lr_final: float | None = None  # Reptile only: ε at the end, reached linearly
     iterations: int = 70_000
     seed: int = 0
     # evaluation on fixed test tasks: fine-tuning with lr eval_lrs[i] on eval_shots[i] points
@@ -98,7 +102,10 @@ class ExperimentConfig:
             )
             need(self.model in MODELS, f"model {self.model!r} is unknown; use one of {MODELS}")
             need(self.hidden is None, "hidden applies to sinusoid tasks; use model instead")
-            need(self.method == "maml", f"method {self.method!r} is not available for {self.tasks}")
+            need(
+                self.method in ("maml", "reptile"),
+                f"method {self.method!r} is not available for {self.tasks}",
+            )
             need(
                 _is_int(self.test_steps) and 0 <= self.test_steps <= self.eval_steps,
                 "test_steps must be an integer between 0 and eval_steps",
@@ -125,19 +132,48 @@ class ExperimentConfig:
             self.monitor_every is None or (_is_int(self.monitor_every) and self.monitor_every >= 1),
             f"monitor_every must be a positive integer, got {self.monitor_every!r}",
         )
-        maml = ("inner_lr", "inner_steps", "first_order", "monitor_every")
-        if self.method == "maml":
-            need(_is_pos(self.inner_lr), f"maml needs inner_lr > 0, got {self.inner_lr!r}")
+        needs = {
+            "maml": ("inner_lr", "inner_steps", "first_order"),
+            "reptile": ("inner_lr", "inner_steps", "inner_batch", "inner_optimizer"),
+        }.get(self.method, ())
+        allows = {
+            "maml": ("monitor_every", "inner_params"),
+            "reptile": ("meta_lr_final",),
+        }.get(self.method, ())
+        optional = ("inner_lr", "inner_steps", "first_order", "inner_params", "inner_batch")
+        optional += ("inner_optimizer", "meta_lr_final", "monitor_every")
+        for f in needs:
+            need(getattr(self, f) is not None, f"{self.method} needs {f}")
+        stray = [f for f in optional if getattr(self, f) is not None and f not in needs + allows]
+        need(not stray, f"{', '.join(stray)} do(es) not apply to {self.method!r}; leave unset")
+        if self.inner_lr is not None:
+            need(_is_pos(self.inner_lr), f"inner_lr must be > 0, got {self.inner_lr!r}")
+        if self.inner_steps is not None:
             need(
                 _is_int(self.inner_steps) and self.inner_steps >= 1,
-                f"maml needs inner_steps >= 1, got {self.inner_steps!r}",
+                f"inner_steps must be an integer >= 1, got {self.inner_steps!r}",
             )
-            need(isinstance(self.first_order, bool), "maml needs first_order true or false")
-        else:
+        if self.first_order is not None:
+            need(isinstance(self.first_order, bool), "first_order must be true or false")
+        if self.inner_batch is not None:
             need(
-                all(getattr(self, f) is None for f in maml),
-                f"{', '.join(maml)} apply to maml only; leave them unset for {self.method!r}",
+                _is_int(self.inner_batch) and self.inner_batch >= 1,
+                f"inner_batch must be a positive integer, got {self.inner_batch!r}",
             )
+        if self.inner_optimizer is not None:
+            need(
+                self.inner_optimizer in ("sgd", "adam"),
+                f"inner_optimizer must be 'sgd' or 'adam', got {self.inner_optimizer!r}",
+            )
+        if self.inner_params is not None:
+            need(self.inner_params == "head", "inner_params must be 'head' (ANIL) or unset")
+            need(self.tasks != "sinusoid", "inner_params='head' applies to classifiers only")
+        if self.meta_lr_final is not None:
+            need(
+                _is_int(self.meta_lr_final) or isinstance(self.meta_lr_final, float),
+                f"meta_lr_final must be a number, got {self.meta_lr_final!r}",
+            )
+            need(self.meta_lr_final >= 0, "meta_lr_final must be >= 0")
 
     @property
     def key(self) -> str:

@@ -8,14 +8,14 @@ score the query points after each step. The same seeded test tasks serve every m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import torch
 from torch import Tensor
 from torch.func import vmap
 
 from .functional import Params, expand_params
-from .inner_loop import inner_sgd
+from .inner_loop import SGD, UpdateRule, adapt, inner_sgd
 from .objective import Objective, TaskLoss
 from .tasks import TaskBatch
 
@@ -89,17 +89,27 @@ def finetune_curves(
     lr: float,
     scores: Mapping[str, Score],
     chunk: int | None = None,
+    rule: UpdateRule | None = None,
+    only: Collection[str] | None = None,
 ) -> dict[str, Tensor]:
     """Scores of each task after 0..``steps`` SGD steps on its support set: ``[steps+1, B]`` each.
 
     Every ``scores[name](adapted_params, batch)`` returns one value per task; all of them see
     the same adaptation trajectory, which is computed once. ``chunk`` adapts that many tasks at
-    a time (memory and speed only).
+    a time (memory and speed only). ``rule`` replaces SGD with step size ``lr`` (Reptile adapts
+    with Adam); ``only`` adapts those parameters alone (ANIL, or a frozen body).
     """
     if chunk is not None and chunk < batch.num_tasks:
         parts = [
             finetune_curves(
-                objective, params, batch[i : i + chunk], steps=steps, lr=lr, scores=scores
+                objective,
+                params,
+                batch[i : i + chunk],
+                steps=steps,
+                lr=lr,
+                scores=scores,
+                rule=rule,
+                only=only,
             )
             for i in range(0, batch.num_tasks, chunk)
         ]
@@ -112,11 +122,12 @@ def finetune_curves(
                 out[name].append(score(p, batch))
 
     theta = expand_params({k: v.detach() for k, v in params.items()}, batch.num_tasks)
-    inner_sgd(
+    adapt(
         theta,
-        lambda p: objective.batched(p, batch.x_support, batch.y_support),
+        lambda p, _: objective.batched(p, batch.x_support, batch.y_support),
         steps=steps,
-        lr=lr,
+        rule=rule or SGD(lr),
+        only=only,
         differentiable=False,
         trace=record,
     )

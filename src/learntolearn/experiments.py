@@ -39,6 +39,22 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
         "cpu": {"iterations": 300, "meta_batch": 4, "monitor_every": 25},
         "paper": {"monitor_every": 2_000},
     },
+    # Reptile is first order and cheap per iteration; its cpu runs keep the paper's meta-batch.
+    "reptile-sinusoid": {
+        "smoke": {"iterations": 40, "eval_tasks": 100},
+        "cpu": {"iterations": 10_000},
+        "paper": {},
+    },
+    "reptile-omniglot": {
+        "smoke": {"iterations": 3, "eval_tasks": 10},
+        "cpu": {"iterations": 10_000},
+        "paper": {},
+    },
+    "reptile-omniglot-20way": {
+        "smoke": {"iterations": 3, "eval_tasks": 10},
+        "cpu": {"iterations": 5_000},
+        "paper": {},
+    },
 }
 
 
@@ -58,11 +74,14 @@ def _sinusoid_maml(k: int) -> Callable[[str], ExperimentConfig]:
     )
 
 
-def _omniglot(n_way: int, k_shot: int, first_order: bool) -> Callable[[str], ExperimentConfig]:
+def _omniglot(
+    n_way: int, k_shot: int, first_order: bool, head_only: bool = False
+) -> Callable[[str], ExperimentConfig]:
     # MAML Sec. 5.2 and its reference code: 5-way with one inner step of α = 0.4 and meta-batch
     # 32, 20-way with five steps of α = 0.1 and meta-batch 16; Adam 1e-3 for 60k iterations;
     # K query examples per class; 3 (5-way) or 5 (20-way) adaptation steps at test time.
-    method = "fomaml" if first_order else "maml"
+    # ANIL (Raghu et al. 2020, Sec. 4) keeps all of it and adapts the head alone.
+    method = "anil" if head_only else "fomaml" if first_order else "maml"
     five = n_way == 5
     return lambda profile: ExperimentConfig(
         name=f"omniglot/{method}-{n_way}w{k_shot}s",
@@ -77,12 +96,73 @@ def _omniglot(n_way: int, k_shot: int, first_order: bool) -> Callable[[str], Exp
         inner_lr=0.4 if five else 0.1,
         inner_steps=1 if five else 5,
         first_order=first_order,
+        inner_params="head" if head_only else None,
         meta_batch=32 if five else 16,
         iterations=60_000,
         eval_shots=(k_shot,),
         eval_lrs=(0.4 if five else 0.1,),
         eval_query=k_shot,
         test_steps=3 if five else 5,
+    )
+
+
+def _omniglot_reptile(
+    n_way: int, k_shot: int, inner_steps: int | None = None
+) -> Callable[[str], ExperimentConfig]:
+    # Reptile (Nichol et al. 2018, App. A, and the reference code's README): 10 training shots
+    # per class (here 5 support + 5 query, pooled), inner Adam (β1 = 0) with minibatches of 10
+    # (5-way) or 20 (20-way) for 5 or 10 steps at lr 1e-3 or 5e-4, meta-batch 5, outer step
+    # ε = 1 annealed linearly to 0 over 100k or 200k iterations; 50 Adam steps at test time.
+    # ``inner_steps=1`` is the joint-training limit of Sec. 5.
+    five = n_way == 5
+    steps = inner_steps or (5 if five else 10)
+    suffix = "" if inner_steps is None else f"-k{inner_steps}"
+    return lambda profile: ExperimentConfig(
+        name=f"omniglot/reptile-{n_way}w{k_shot}s{suffix}",
+        method="reptile",
+        profile=profile,
+        tasks="omniglot",
+        n_way=n_way,
+        k_shot=5,
+        k_query=5,
+        hidden=None,
+        model="conv",
+        inner_lr=1e-3 if five else 5e-4,
+        inner_steps=steps,
+        inner_batch=10 if five else 20,
+        inner_optimizer="adam",
+        meta_batch=5,
+        meta_lr=1.0,
+        meta_lr_final=0.0,
+        iterations=100_000 if five else 200_000,
+        eval_shots=(k_shot,),
+        eval_lrs=(1e-3 if five else 5e-4,),
+        eval_steps=50,
+        eval_query=k_shot,
+        test_steps=50,
+    )
+
+
+def _sinusoid_reptile(profile: str) -> ExperimentConfig:
+    # The authors' sinusoid demonstration (Nichol et al. 2018, Fig. 1; their published script):
+    # 50 points per task, 5 SGD steps of lr 0.02 on minibatches of 10, one task per iteration,
+    # ε = 0.1 annealed to 0 over 30k iterations; tested with SGD of lr 0.02. MAML's network.
+    return ExperimentConfig(
+        name="sinusoid/reptile",
+        method="reptile",
+        profile=profile,
+        k_shot=25,
+        k_query=25,
+        inner_lr=0.02,
+        inner_steps=5,
+        inner_batch=10,
+        inner_optimizer="sgd",
+        meta_batch=1,
+        meta_lr=0.1,
+        meta_lr_final=0.0,
+        iterations=30_000,
+        eval_lrs=(0.02, 0.02, 0.02),
+        eval_steps=32,
     )
 
 
@@ -94,7 +174,11 @@ _REGISTRY: dict[str, Callable[[str], ExperimentConfig]] = {
         for n, k in OMNIGLOT_SETTINGS
         for fo in (False, True)
     },
+    **{f"omniglot/anil-{n}w{k}s": _omniglot(n, k, False, True) for n, k in OMNIGLOT_SETTINGS},
+    **{f"omniglot/reptile-{n}w{k}s": _omniglot_reptile(n, k) for n, k in OMNIGLOT_SETTINGS},
+    "omniglot/reptile-5w1s-k1": _omniglot_reptile(5, 1, inner_steps=1),
     **{f"sinusoid/maml-k{k}": _sinusoid_maml(k) for k in (5, 10, 20)},
+    "sinusoid/reptile": _sinusoid_reptile,
     # Pretraining on all tasks, fine-tuned at test time with the step sizes of Fig. 3's legend
     # (0.01 for K = 5, 0.02 for K = 10 and 20).
     "sinusoid/pretrain": lambda profile: ExperimentConfig(
@@ -119,16 +203,34 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
     ),
     "02_maml_math": ("omniglot/maml-5w1s", "omniglot/maml-20w1s"),
     "03_first_order": _OMNIGLOT,
+    "04_reptile": (
+        "sinusoid/reptile",
+        "sinusoid/maml-k10",
+        *(f"omniglot/reptile-{n}w{k}s" for n, k in OMNIGLOT_SETTINGS),
+        "omniglot/reptile-5w1s-k1",
+        *_OMNIGLOT,
+    ),
+    "05_anil": tuple(
+        f"omniglot/{m}-{n}w{k}s" for n, k in OMNIGLOT_SETTINGS for m in ("maml", "anil")
+    ),
 }
 
 
 # Experiments a profile leaves out, with the reason; the chapters print it where the numbers
 # would stand, and `reproduce` skips them at that profile.
+_SLOW = {
+    "maml": "about 4 s per second-order meta-iteration and 20 min of evaluation",
+    "fomaml": "about 4 s per second-order meta-iteration (the gradient monitor) and 20 min of "
+    "evaluation",
+    "anil": "about 1.4 s per meta-iteration and 15 min of evaluation, with no MAML run to "
+    "compare with",
+    "reptile": "about 50 min of evaluation (50 Adam steps on 100 images for each of 600 tasks)",
+}
 NOT_RUN: dict[str, dict[str, str]] = {
     "cpu": {
-        name: "20-way 5-shot costs about 4 s per second-order meta-iteration and 20 min of "
-        "evaluation on one CPU thread: too slow for the cpu profile"
-        for name in ("omniglot/maml-20w5s", "omniglot/fomaml-20w5s")
+        f"omniglot/{m}-20w5s": f"20-way 5-shot costs {why} on one CPU thread: too slow for the "
+        "cpu profile"
+        for m, why in _SLOW.items()
     },
 }
 
@@ -153,4 +255,6 @@ def experiment(name: str, profile: str = "paper") -> ExperimentConfig:
         raise ConfigError(f"unknown profile {profile!r}; use one of {PROFILES}")
     config = _REGISTRY[name](profile)
     family = "omniglot-20way" if config.n_way == 20 else config.tasks
+    if config.method == "reptile":
+        family = f"reptile-{family}"
     return config.with_(**_PROFILE_OVERRIDES[family][profile])

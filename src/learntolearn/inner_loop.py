@@ -4,41 +4,90 @@ MAML (Finn et al., 2017, Eq. 1) adapts the initialisation θ to task T_i with gr
 the support loss, θ'_i = θ − α ∇_θ L_{T_i}(f_θ). Whether the meta-gradient flows through those
 steps is the difference between second-order MAML (``create_graph``: the Hessian term of
 ∂θ'/∂θ = I − α ∇²L is kept) and its first-order approximation (the inner gradients are treated as
-constants, so ∂θ'/∂θ = I; Sec. 5.2).
+constants, so ∂θ'/∂θ = I; Sec. 5.2). Reptile (Nichol et al., 2018, Alg. 1) runs the same loop
+with Adam and a different minibatch at each step; ANIL (Raghu et al., 2020) adapts the head only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .functional import Params
 
-__all__ = ["inner_sgd"]
+__all__ = ["SGD", "Adam", "UpdateRule", "adapt", "inner_sgd"]
+
+UpdateRule = Callable[[Params, Params, Params, int], tuple[Params, Params]]
+"""``rule(params, grads, state, step) → (new params, new state)``; ``grads`` and the result
+hold only the adapted parameters, and ``state`` starts empty for every task."""
 
 
-def inner_sgd(
+@dataclass(frozen=True)
+class SGD:
+    """Plain gradient descent, θ ← θ − α g (MAML Eq. 1)."""
+
+    lr: float
+
+    def __call__(self, params: Params, grads: Params, state: Params, step: int):
+        return {k: params[k] - self.lr * g for k, g in grads.items()}, state
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam with β1 = 0, the inner optimiser of Reptile's few-shot experiments (Nichol et al.
+    2018, App. A): θ ← θ − α g / (√v̂ + ε), with v the running mean of g² and v̂ = v/(1 − β2^t).
+
+    Its state starts from zero for every task, so a task's adaptation depends on θ and the task
+    alone (the reference code keeps v across tasks; resetting it is what lets tasks run batched).
+    """
+
+    lr: float
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __call__(self, params: Params, grads: Params, state: Params, step: int):
+        v = {
+            k: self.beta2 * state[k] + (1 - self.beta2) * g * g
+            if k in state
+            else (1 - self.beta2) * g * g
+            for k, g in grads.items()
+        }
+        correction = 1 - self.beta2 ** (step + 1)
+        new = {
+            k: params[k] - self.lr * g / ((v[k] / correction).sqrt() + self.eps)
+            for k, g in grads.items()
+        }
+        return new, v
+
+
+def adapt(
     params: Params,
-    support_loss: Callable[[Params], Tensor],
+    loss: Callable[[Params, int], Tensor],
     *,
     steps: int,
-    lr: float,
+    rule: UpdateRule,
+    only: Collection[str] | None = None,
     first_order: bool = False,
     differentiable: bool = True,
     trace: Callable[[int, Params], None] | None = None,
 ) -> Params:
-    """Take ``steps`` plain gradient steps θ ← θ − α ∇L_support(θ) (MAML Eq. 1).
+    """Take ``steps`` steps of ``rule`` on ``loss(params, step)``; returns the adapted params.
 
     ``params`` may carry a task dimension; the per-task losses are summed before
     differentiating, which gives every task its own gradient because tasks share no weights.
-    ``differentiable=False`` (evaluation) keeps no graph at all; ``first_order=True`` keeps the
-    graph of θ' = θ − α g but treats g as a constant. ``trace(step, params)`` sees the
+    ``only`` names the parameters that adapt (ANIL: the head); the rest stay as they are.
+    ``differentiable=False`` (evaluation, Reptile) keeps no graph at all; ``first_order=True``
+    keeps the graph of θ' = θ − α g but treats g as a constant. ``trace(step, params)`` sees the
     parameters before the first and after every step.
     """
     if steps < 0:
         raise ValueError(f"inner steps must be >= 0, got {steps}")
+    names = list(params) if only is None else [k for k in params if k in only]
+    if only is not None and len(names) != len(set(only)):
+        raise ValueError(f"only={sorted(only)} names parameters the model lacks: {list(params)}")
     # Under torch.no_grad() nothing can be differentiated through, whatever was asked for.
     differentiable = differentiable and torch.is_grad_enabled()
     create_graph = differentiable and not first_order
@@ -48,15 +97,44 @@ def inner_sgd(
         k: v if differentiable and v.requires_grad else v.detach().requires_grad_()
         for k, v in params.items()
     }
+    state: Params = {}
     with torch.enable_grad():
         for step in range(steps):
             if trace is not None:
                 trace(step, params)
-            loss = support_loss(params).sum()
-            grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
-            params = {k: v - lr * g for (k, v), g in zip(params.items(), grads, strict=True)}
+            value = loss(params, step).sum()
+            grads = torch.autograd.grad(
+                value, [params[k] for k in names], create_graph=create_graph
+            )
+            new, state = rule(params, dict(zip(names, grads, strict=True)), state, step)
             if not differentiable:
-                params = {k: v.detach().requires_grad_() for k, v in params.items()}
+                new = {k: v.detach().requires_grad_() for k, v in new.items()}
+                state = {k: v.detach() for k, v in state.items()}
+            params = {**params, **new}
     if trace is not None:
         trace(steps, params)
     return params
+
+
+def inner_sgd(
+    params: Params,
+    support_loss: Callable[[Params], Tensor],
+    *,
+    steps: int,
+    lr: float,
+    only: Collection[str] | None = None,
+    first_order: bool = False,
+    differentiable: bool = True,
+    trace: Callable[[int, Params], None] | None = None,
+) -> Params:
+    """MAML's inner loop (Eq. 1): ``steps`` steps θ ← θ − α ∇L_support(θ) on one loss."""
+    return adapt(
+        params,
+        lambda p, _: support_loss(p),
+        steps=steps,
+        rule=SGD(lr),
+        only=only,
+        first_order=first_order,
+        differentiable=differentiable,
+        trace=trace,
+    )

@@ -6,6 +6,8 @@
 
 The meta-optimiser (Adam in the paper) applies the outer update; this module computes the
 meta-objective whose gradient it follows. ``first_order=True`` is FOMAML (Sec. 5.2).
+``adapted`` restricts the inner loop to some parameters: the head alone is ANIL (Raghu et al.,
+ICLR 2020, Sec. 4), whose outer loop still trains every parameter.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class MAML:
     inner_steps: int = 1
     first_order: bool = False
     batched: bool = True
+    adapted: tuple[str, ...] | None = None  # None: all parameters (MAML); the head: ANIL
 
     def adapt_and_score(
         self, theta: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor, loss: LossFn
@@ -42,6 +45,7 @@ class MAML:
             lambda p: loss(p, xs, ys),
             steps=self.inner_steps,
             lr=self.inner_lr,
+            only=self.adapted,
             first_order=self.first_order,
         )
         return loss(adapted, xq, yq, xs)

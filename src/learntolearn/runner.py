@@ -12,8 +12,9 @@ from torch import nn
 from . import provenance
 from .config import ExperimentConfig
 from .diagnostics import compare_meta_gradients, step_cost
-from .evaluation import accuracy, finetune_curve, finetune_curves, query_score, summarize_curve
+from .evaluation import accuracy, finetune_curves, query_score, summarize_curve
 from .functional import Params, init_params
+from .inner_loop import SGD, Adam, UpdateRule
 from .maml import MAML
 from .models import MLP, ConvNet, FCNet
 from .objective import Objective, cross_entropy, mse
@@ -21,13 +22,22 @@ from .omniglot import OmniglotTasks, load_omniglot
 from .omniglot import fixed_tasks as fixed_omniglot
 from .paths import runs_dir
 from .pretraining import JointTraining
+from .reptile import Reptile
 from .sinusoid import SinusoidTasks, with_task_parameters
 from .sinusoid import fixed_tasks as fixed_sinusoids
 from .store import Result, ResultStore
 from .tasks import TaskBatch, TaskDistribution
 from .training import Learner, train
 
-__all__ = ["MissingResultError", "Setup", "build", "evaluate", "resolve_device", "run"]
+__all__ = [
+    "MissingResultError",
+    "Setup",
+    "build",
+    "evaluate",
+    "head_names",
+    "resolve_device",
+    "run",
+]
 
 
 EVAL_CHUNK = 25  # test tasks adapted at once (memory and speed only; results are the same)
@@ -46,6 +56,11 @@ class Setup:
     params: Params
     tasks: TaskDistribution
     oracle: bool
+    adapted: tuple[str, ...] | None = None  # what fine-tuning adapts (ANIL: the head); None: all
+
+    def rule(self, config: ExperimentConfig, lr: float) -> UpdateRule:
+        """The fine-tuning step at test time: the method's own inner optimiser."""
+        return Adam(lr) if config.inner_optimizer == "adam" else SGD(lr)
 
     def prepare(self, batch: TaskBatch) -> TaskBatch:
         """The oracle sees the task's amplitude and phase as inputs; others see x alone."""
@@ -87,16 +102,28 @@ def _model(config: ExperimentConfig) -> nn.Module:
     return ConvNet(config.n_way, pool=config.model == "conv-pool")
 
 
+def head_names(params: Params) -> tuple[str, ...]:
+    """The classifier's last layer: what ANIL adapts (Raghu et al. 2020, Sec. 4)."""
+    return tuple(k for k in params if k.startswith("head."))
+
+
 def build(config: ExperimentConfig, device: torch.device) -> Setup:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = _model(config).to(device)
     classify = config.tasks != "sinusoid"
     objective = Objective(model, cross_entropy if classify else mse)
+    params = init_params(model)
+    adapted = head_names(params) if config.inner_params == "head" else None
     learner: Learner
-    if config.method == "maml":
-        assert config.inner_lr is not None and config.inner_steps is not None
-        learner = MAML(objective, config.inner_lr, config.inner_steps, bool(config.first_order))
+    c = config
+    if c.method == "maml":
+        assert c.inner_lr is not None and c.inner_steps is not None
+        learner = MAML(objective, c.inner_lr, c.inner_steps, bool(c.first_order), adapted=adapted)
+    elif c.method == "reptile":
+        assert c.inner_lr is not None and c.inner_steps is not None and c.inner_batch is not None
+        rule = Adam(c.inner_lr) if c.inner_optimizer == "adam" else SGD(c.inner_lr)
+        learner = Reptile(objective, rule, c.inner_steps, c.inner_batch)
     else:
         learner = JointTraining(objective)
     tasks: TaskDistribution
@@ -112,7 +139,7 @@ def build(config: ExperimentConfig, device: torch.device) -> Setup:
         )
     else:
         tasks = SinusoidTasks(config.k_shot, config.k_query)
-    return Setup(objective, learner, init_params(model), tasks, config.method == "oracle")
+    return Setup(objective, learner, params, tasks, config.method == "oracle", adapted)
 
 
 def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
@@ -134,7 +161,15 @@ def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str
                     k, num_tasks=c.eval_tasks, k_query=c.eval_query, seed=c.eval_seed, half=half
                 )
                 batch = setup.prepare(batch).to(device)
-                curve = finetune_curve(setup.objective, params, batch, steps=c.eval_steps, lr=lr)
+                curve = finetune_curves(
+                    setup.objective,
+                    params,
+                    batch,
+                    steps=c.eval_steps,
+                    lr=lr,
+                    scores={"mse": query_score(setup.objective)},
+                    rule=setup.rule(c, lr),
+                )["mse"]
                 out[region][str(k)] = {"lr": lr, **summarize_curve(curve)}
         return out
     assert c.n_way is not None
@@ -164,6 +199,8 @@ def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str
                 lr=lr,
                 scores=scores,
                 chunk=EVAL_CHUNK,
+                rule=setup.rule(c, lr),
+                only=setup.adapted,
             )
             for b in chunks
         ]
@@ -215,6 +252,8 @@ def run(
         iterations=config.iterations,
         lr=config.meta_lr,
         seed=config.seed,
+        optimizer="sgd" if config.method == "reptile" else "adam",
+        lr_final=config.meta_lr_final,
         device=dev,
         checkpoint=checkpoint,
         checkpoint_every=min(checkpoint_every, config.iterations),

@@ -2,9 +2,11 @@
 
 Each iteration samples a meta-batch with a dedicated random generator, evaluates the method's
 objective (MAML's meta-loss, joint training's loss, ...) and takes one Adam step (MAML's outer
-update uses Adam, Sec. 5). A checkpoint (parameters, optimiser state, generator state, loss
-history) is written atomically every ``checkpoint_every`` iterations, so a killed run resumes to
-bit-for-bit the same result as an uninterrupted one.
+update uses Adam, Sec. 5) or one SGD step (Reptile's, whose step size ε falls linearly from
+``lr`` to ``lr_final`` over the run, Nichol et al. 2018, App. A). A checkpoint (parameters,
+optimiser state, generator state, loss history) is written atomically every
+``checkpoint_every`` iterations, so a killed run resumes to bit-for-bit the same result as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ def train(
     iterations: int,
     lr: float,
     seed: int,
+    optimizer: str = "adam",
+    lr_final: float | None = None,
     device: torch.device,
     checkpoint: Path | None = None,
     checkpoint_every: int = 1000,
@@ -75,7 +79,9 @@ def train(
     monitor: Callable[[Params], dict[str, float]] | None = None,
     monitor_every: int = 0,
 ) -> TrainState:
-    """Minimise ``learner.loss`` with Adam for ``iterations`` steps, resuming from ``checkpoint``.
+    """Minimise ``learner.loss`` with ``optimizer`` ("adam" or "sgd") for ``iterations`` steps,
+    resuming from ``checkpoint``. With ``lr_final`` the step size at iteration t (from 0) is
+    ``lr + (lr_final − lr) · t / iterations``.
 
     ``stop_after`` ends the call early after that many iterations (as a kill would), leaving
     the checkpoint to resume from: the tests use it to check that resuming is exact.
@@ -87,7 +93,10 @@ def train(
     state = TrainState(
         params={k: v.detach().clone().to(device).requires_grad_() for k, v in params.items()}
     )
-    opt = torch.optim.Adam(state.params.values(), lr=lr)
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    opt_class = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    opt = opt_class(state.params.values(), lr=lr)
     gen = torch.Generator(device=device).manual_seed(seed)
     if checkpoint is not None and checkpoint.is_file():
         ck = load_tensors(checkpoint, map_location=device)
@@ -128,6 +137,9 @@ def train(
         while state.iteration < iterations:
             if stop_after is not None and done_now >= stop_after:
                 break
+            if lr_final is not None:
+                frac = state.iteration / iterations
+                opt.param_groups[0]["lr"] = lr + (lr_final - lr) * frac
             loss = learner.loss(state.params, sample(gen))
             opt.zero_grad(set_to_none=True)
             loss.backward()
