@@ -100,18 +100,25 @@ def meta_gradient(algo, params: Params, batch: TaskBatch) -> torch.Tensor:
     return flatten(dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True)))
 
 
+HEAD = ("head.weight", "head.bias")  # what ANIL adapts
+
+
 @cache
-def reference_gradient(name: str, first_order: bool, transductive: bool, steps: int):
+def reference_gradient(
+    name: str, first_order: bool, transductive: bool, steps: int, head_only: bool = False
+):
     """The finite-difference meta-gradient (shared by the batched and unbatched tests).
 
     Second order: differences of the (unbatched) MAML loss itself. First order: the mean over
     tasks of the differences of the query loss at the adapted θ' (∂θ'/∂θ taken as I), the
-    support set being the query's normalisation context when non-transductive.
+    support set being the query's normalisation context when non-transductive. ``head_only``:
+    ANIL, whose inner loop adapts the head alone.
     """
     model, params, batch = problem(name)
     objective = Objective(model, cross_entropy, transductive=transductive)
+    only = HEAD if head_only else None
     if not first_order:
-        algo = MAML(objective, INNER_LR, steps, batched=False)
+        algo = MAML(objective, INNER_LR, steps, batched=False, adapted=only)
         return finite_difference(lambda p: algo.loss(p, batch), params, EPS)
     expected = []
     for i in range(batch.num_tasks):
@@ -122,6 +129,7 @@ def reference_gradient(name: str, first_order: bool, transductive: bool, steps: 
             partial(objective.single, x=xs, y=ys),
             steps=steps,
             lr=INNER_LR,
+            only=only,
             differentiable=False,
         )
         adapted = {k: v.detach() for k, v in adapted.items()}
@@ -140,6 +148,22 @@ def test_meta_gradient_matches_finite_differences(name, mode, first_order, batch
     algo = MAML(objective, INNER_LR, steps, first_order=first_order, batched=batched)
     fd = reference_gradient(name, first_order, transductive, steps)
     assert rel_error(meta_gradient(algo, params, batch), fd) < TOL
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
+@pytest.mark.parametrize(("name", "mode"), CASES, ids=[f"{n}-{m}" for n, m in CASES])
+def test_anil_meta_gradient_matches_finite_differences(name, mode, first_order, batched):
+    """ANIL (Raghu et al. 2020): the inner loop adapts the head; the body's meta-gradient flows
+    through the query features and, at second order, through the head's inner update."""
+    transductive, steps = MODES[mode]
+    model, params, batch = problem(name)
+    objective = Objective(model, cross_entropy, transductive=transductive)
+    algo = MAML(objective, INNER_LR, steps, first_order, batched=batched, adapted=HEAD)
+    fd = reference_gradient(name, first_order, transductive, steps, head_only=True)
+    assert rel_error(meta_gradient(algo, params, batch), fd) < TOL
+    # and it is not MAML's
+    assert rel_error(fd, reference_gradient(name, first_order, transductive, steps)) > 1e-3
 
 
 @pytest.mark.parametrize("name", MODELS)

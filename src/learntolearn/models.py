@@ -83,15 +83,25 @@ class ConvNet(nn.Module):
         nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def features(self, x: Tensor, stats_from: int | None = None) -> Tensor:
+    def blocks(self, x: Tensor, stats_from: int | None = None) -> list[Tensor]:
+        """The output of each of the four blocks (the representations of ANIL's Sec. 3)."""
+        outs = []
         for conv, norm in zip(self.convs, self.norms, strict=True):
             x = torch.relu(norm(conv(x), stats_from))
             if self.pool:
                 x = torch.nn.functional.max_pool2d(x, 2)
-        return x.flatten(1) if self.pool else x.mean(dim=(2, 3))
+            outs.append(x)
+        return outs
 
-    def forward(self, x: Tensor, stats_from: int | None = None) -> Tensor:
-        return self.head(self.features(x, stats_from))
+    def forward(
+        self, x: Tensor, stats_from: int | None = None, layers: bool = False
+    ) -> Tensor | tuple[Tensor, ...]:
+        """Logits; with ``layers=True``, every block's output, the features and the logits."""
+        outs = self.blocks(x, stats_from)
+        last = outs[-1]
+        features = last.flatten(1) if self.pool else last.mean(dim=(2, 3))
+        logits = self.head(features)
+        return (*outs, features, logits) if layers else logits
 
 
 class FCNet(nn.Module):

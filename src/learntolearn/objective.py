@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -52,13 +54,18 @@ class Objective:
     loss: TaskLoss
     transductive: bool = True
 
-    def predict_single(self, params: Params, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Predictions of one task for inputs ``x`` (``context``: its support inputs)."""
+    def predict_single(
+        self, params: Params, x: Tensor, context: Tensor | None = None, layers: bool = False
+    ) -> Any:
+        """Predictions of one task for inputs ``x`` (``context``: its support inputs); with
+        ``layers``, the tuple of every layer's output (networks that offer ``layers=True``)."""
+        kwargs = {"layers": True} if layers else {}
         if self.transductive or context is None:
-            return functional_call(self.model, params, (x,))
+            return functional_call(self.model, params, (x,), kwargs)
         n = context.shape[0]
-        out = functional_call(self.model, params, (torch.cat([context, x]),), {"stats_from": n})
-        return out[n:]
+        inputs = (torch.cat([context, x]),)
+        out = functional_call(self.model, params, inputs, {"stats_from": n, **kwargs})
+        return tuple(o[n:] for o in out) if layers else out[n:]
 
     def single(self, params: Params, x: Tensor, y: Tensor, context: Tensor | None = None) -> Tensor:
         """Loss of one task (no task dimension anywhere)."""
@@ -71,10 +78,14 @@ class Objective:
         dims = (0, 0, 0, None if context is None else 0)
         return vmap(self.single, in_dims=dims, randomness="error")(params, x, y, context)
 
-    def predict(self, params: Params, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Predictions ``[B, N, ...]`` of ``B`` tasks with per-task parameters."""
+    def predict(
+        self, params: Params, x: Tensor, context: Tensor | None = None, layers: bool = False
+    ) -> Any:
+        """Predictions ``[B, N, ...]`` of ``B`` tasks with per-task parameters (``layers``: a
+        tuple of every layer's outputs)."""
         dims = (0, 0, None if context is None else 0)
-        return vmap(self.predict_single, in_dims=dims, randomness="error")(params, x, context)
+        single = partial(self.predict_single, layers=layers)
+        return vmap(single, in_dims=dims, randomness="error")(params, x, context)
 
 
 PerTask = Callable[[Params, Tensor, Tensor, Tensor, Tensor, LossFn], Tensor]
