@@ -97,6 +97,23 @@ def test_run_stores_then_loads_without_training(monkeypatch):
         run(cfg.with_(seed=5), progress=False)
 
 
+def test_a_new_evaluation_protocol_reuses_the_trained_parameters(monkeypatch):
+    """Configs that differ in evaluation fields alone train identically: train once."""
+    cfg = tiny()
+    first = run(cfg, progress=False)
+    other = cfg.with_(eval_tasks=12, eval_steps=3)
+    assert other.key != cfg.key and other.training_key == cfg.training_key
+    assert cfg.with_(seed=3).training_key != cfg.training_key
+    import learntolearn.runner as runner
+
+    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("trained again"))
+    second = run(other, progress=False)
+    assert same_params(second.params(), first.params())
+    assert second.provenance["trained_as"] == first.key
+    assert second.metrics["train"] == first.metrics["train"]
+    assert len(second.metrics["eval"]["full"]["5"]["mean"]) == 4
+
+
 def test_training_is_deterministic(tmp_path):
     cfg = tiny()
     a = run(cfg, progress=False, store=ResultStore(tmp_path / "a"))

@@ -1,4 +1,4 @@
-"""Command line: ``python -m learntolearn {train,evaluate,list,experiments,reproduce,notebook}``."""
+"""Command line: ``python -m learntolearn COMMAND``; ``--help`` lists the commands."""
 
 from __future__ import annotations
 
@@ -91,6 +91,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_analyse(args: argparse.Namespace) -> int:
+    """Compute (or load) a stored analysis of trained results (analyses.py)."""
+    from .analyses import analyse
+
+    for spec in args.experiments:
+        cfg = _config(spec, args.profile)
+        values = analyse(cfg, args.analysis, device=args.device, progress=not args.quiet)
+        print(f"{cfg.key}: {args.analysis} stored ({', '.join(values)})")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     results = ResultStore().results()
     if args.profile:
@@ -159,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="store the new evaluation (after the evaluation code changed)",
     )
     p.set_defaults(func=_cmd_evaluate)
+    p = add("analyse", "compute and store an analysis of trained results")
+    p.add_argument("analysis", choices=["update_directions", "feature_reuse"])
+    p.add_argument("experiments", nargs="+", metavar="NAME|CONFIG.json")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar if training is needed")
+    p.set_defaults(func=_cmd_analyse)
     p = add("list", "list the results store")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_list)

@@ -23,6 +23,10 @@ METHODS = ("maml", "reptile", "pretrain", "oracle")
 TASKS = ("sinusoid", "omniglot")
 MODELS = ("conv", "conv-pool", "fc")
 PROFILES = ("smoke", "cpu", "paper")
+# Fields that only change how a trained model is evaluated.
+EVALUATION_FIELDS = frozenset(
+    ("eval_shots", "eval_lrs", "eval_steps", "eval_tasks", "eval_query", "eval_seed", "test_steps")
+)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_/-]*")
 
 
@@ -181,6 +185,15 @@ class ExperimentConfig:
         payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
         return f"{self.name.replace('/', '-')}-{self.profile}-{digest}"
+
+    @property
+    def training_key(self) -> str:
+        """Hash of the fields that determine training (the evaluation fields left out): two
+        configs with the same training key train bit-for-bit the same parameters."""
+        fields_ = {k: v for k, v in self.to_dict().items() if k not in EVALUATION_FIELDS}
+        fields_.pop("name")
+        payload = json.dumps(fields_, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields; a ``None`` is left out where ``None`` is the field's default."""

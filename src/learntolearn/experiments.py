@@ -52,7 +52,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     },
     "reptile-omniglot-20way": {
         "smoke": {"iterations": 3, "eval_tasks": 10},
-        "cpu": {"iterations": 5_000},
+        "cpu": {"iterations": 1_000},
         "paper": {},
     },
 }

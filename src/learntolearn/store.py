@@ -106,12 +106,41 @@ class ResultStore:
         Used when the evaluation code improves: ``record`` (commit, device, date of the new
         evaluation) is kept under ``provenance["evaluation"]``, beside the training record.
         """
+        return self._update(config, {"eval": evaluation}, {"evaluation": record})
+
+    def add_analysis(
+        self, config: ExperimentConfig, name: str, values: dict[str, Any], record: dict[str, Any]
+    ) -> Result:
+        """Store analysis ``name`` of a trained result under ``metrics["analyses"][name]``, with
+        its own record under ``provenance["analyses"][name]``."""
+        result = self._require(config)
+        return self._update(
+            config,
+            {"analyses": {**result.metrics.get("analyses", {}), name: values}},
+            {"analyses": {**result.provenance.get("analyses", {}), name: record}},
+        )
+
+    def _require(self, config: ExperimentConfig) -> Result:
         result = self.get(config)
         if result is None:
             raise FileNotFoundError(f"no stored result for {config.key} in {self.root}")
-        save_json(result.path / "metrics.json", {**result.metrics, "eval": evaluation})
-        save_json(result.path / "provenance.json", {**result.provenance, "evaluation": record})
+        return result
+
+    def _update(
+        self, config: ExperimentConfig, metrics: dict[str, Any], provenance: dict[str, Any]
+    ) -> Result:
+        result = self._require(config)
+        save_json(result.path / "metrics.json", {**result.metrics, **metrics})
+        save_json(result.path / "provenance.json", {**result.provenance, **provenance})
         return self._load(result.path)
+
+    def trained_like(self, config: ExperimentConfig) -> Result | None:
+        """A stored result trained exactly as ``config`` would be (same training key): its
+        parameters can be evaluated under ``config`` instead of training again."""
+        for result in self.results():
+            if result.config.training_key == config.training_key and result.key != config.key:
+                return result
+        return None
 
     def results(self) -> list[Result]:
         """Every stored result, sorted by key (damaged folders are reported, not skipped)."""
