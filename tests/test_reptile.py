@@ -116,32 +116,21 @@ class _Constant:
 def test_outer_step_size_is_annealed_linearly(tmp_path):
     params = {"w": torch.zeros(2)}
     sample = lambda g: None  # noqa: E731
-    kw = dict(key="k", iterations=4, lr=1.0, seed=0, device=torch.device("cpu"), progress=False)
-    done = train(_Constant(), params, sample, optimizer="sgd", lr_final=0.0, log_every=1, **kw)
+    kw = dict(
+        key="k",
+        iterations=4,
+        lr=1.0,
+        seed=0,
+        device=torch.device("cpu"),
+        progress=False,
+        optimizer="sgd",
+        lr_final=0.0,
+        log_every=1,
+    )
+    done = train(_Constant(), params, sample, **kw)
     torch.testing.assert_close(done.params["w"].detach(), torch.full((2,), -2.5))  # 1+.75+.5+.25
     ck = tmp_path / "ck.pt"
-    half = train(
-        _Constant(),
-        params,
-        sample,
-        optimizer="sgd",
-        lr_final=0.0,
-        log_every=1,
-        checkpoint=ck,
-        checkpoint_every=1,
-        stop_after=2,
-        **kw,
-    )
+    half = train(_Constant(), params, sample, checkpoint=ck, checkpoint_every=1, stop_after=2, **kw)
     assert half.iteration == 2
-    resumed = train(
-        _Constant(),
-        params,
-        sample,
-        optimizer="sgd",
-        lr_final=0.0,
-        log_every=1,
-        checkpoint=ck,
-        checkpoint_every=1,
-        **kw,
-    )
+    resumed = train(_Constant(), params, sample, checkpoint=ck, checkpoint_every=1, **kw)
     assert torch.equal(resumed.params["w"], done.params["w"])

@@ -13,7 +13,6 @@ loads what is stored and computes only what is missing.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,16 +27,7 @@ from .feature_reuse import layer_similarity, nil_accuracy
 from .functional import Params, expand_params
 from .inner_loop import adapt
 from .omniglot import fixed_tasks, load_omniglot
-from .runner import (
-    EVAL_CHUNK,
-    MissingResultError,
-    Setup,
-    build,
-    cpu_numerics,
-    head_names,
-    resolve_device,
-    run,
-)
+from .runner import EVAL_CHUNK, Setup, begin_computing, build, head_names, run
 from .store import ResultStore
 from .tasks import TaskBatch
 from .update_directions import TAYLOR, fit_coefficients, update_directions
@@ -170,15 +160,12 @@ def analyse(
     found = result.metrics.get("analyses", {}).get(name)
     if found is not None:
         return found
-    if os.environ.get("LEARNTOLEARN_NO_TRAIN"):
-        raise MissingResultError(
-            f"{config.key} has no stored {name!r} analysis and LEARNTOLEARN_NO_TRAIN is set; run "
-            f"`python -m learntolearn analyse {name} {config.name} --profile {config.profile}` "
-            "and commit the updated folder under results/"
-        )
-    dev = resolve_device(device)
-    cpu_numerics(dev)
-    code = provenance.git_state()
+    dev, code = begin_computing(
+        device,
+        f"{config.key} has no stored {name!r} analysis and LEARNTOLEARN_NO_TRAIN is set; run "
+        f"`python -m learntolearn analyse {name} {config.name} --profile {config.profile}` "
+        "and commit the updated folder under results/",
+    )
     start = time.perf_counter()
     values = ANALYSES[name](config, build(config, dev), result.params(dev))
     record = provenance.collect(dev, time.perf_counter() - start, code)

@@ -33,6 +33,7 @@ from .training import Learner, train
 __all__ = [
     "MissingResultError",
     "Setup",
+    "begin_computing",
     "build",
     "evaluate",
     "head_names",
@@ -82,6 +83,18 @@ def cpu_numerics(device: torch.device) -> None:
     if device.type == "cpu":
         torch.set_flush_denormal(True)
         torch.set_num_threads(1)
+
+
+def begin_computing(
+    device: str | torch.device, missing: str
+) -> tuple[torch.device, dict[str, Any]]:
+    """Before computing anything that is not stored: refuse under ``LEARNTOLEARN_NO_TRAIN``
+    (with the message ``missing``), set up the device, and record the code's git state."""
+    if os.environ.get("LEARNTOLEARN_NO_TRAIN"):
+        raise MissingResultError(missing)
+    dev = resolve_device(device)
+    cpu_numerics(dev)
+    return dev, provenance.git_state()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -225,15 +238,12 @@ def run(
     found = store.get(config)
     if found is not None:
         return found
-    if os.environ.get("LEARNTOLEARN_NO_TRAIN"):
-        raise MissingResultError(
-            f"no stored result for {config.key} in {store.root}, and LEARNTOLEARN_NO_TRAIN is "
-            f"set; run `python -m learntolearn train {config.name} --profile {config.profile}` "
-            "(or `make reproduce`) and commit the new folder under results/"
-        )
-    dev = resolve_device(device)
-    cpu_numerics(dev)
-    code = provenance.git_state()
+    dev, code = begin_computing(
+        device,
+        f"no stored result for {config.key} in {store.root}, and LEARNTOLEARN_NO_TRAIN is "
+        f"set; run `python -m learntolearn train {config.name} --profile {config.profile}` "
+        "(or `make reproduce`) and commit the new folder under results/",
+    )
     setup = build(config, dev)
     twin = store.trained_like(config)
     if twin is not None:  # trained already under another evaluation protocol: evaluate only
