@@ -222,8 +222,8 @@ _SLOW = {
     "maml": "about 4 s per second-order meta-iteration and 20 min of evaluation",
     "fomaml": "about 4 s per second-order meta-iteration (the gradient monitor) and 20 min of "
     "evaluation",
-    "anil": "about 1.4 s per meta-iteration and 15 min of evaluation, with no MAML run to "
-    "compare with",
+    "anil": "about 1.4 s per meta-iteration and 15 min of evaluation (and MAML, its "
+    "reference, is not run either)",
     "reptile": "about 50 min of evaluation (50 Adam steps on 100 images for each of 600 tasks)",
 }
 NOT_RUN: dict[str, dict[str, str]] = {

@@ -26,10 +26,13 @@ class Published:
     mean: float
     ci95: float | None
     source: str
+    decimals: int | None = None  # of the mean as printed; default 1 for percentages, else 2
 
     def __str__(self) -> str:
-        digits = 1 if self.mean > 20 else 2  # percentages with one decimal, as printed
-        ci = f" ± {self.ci95:.{digits}f}" if self.ci95 is not None else ""
+        digits = self.decimals if self.decimals is not None else 1 if self.mean > 20 else 2
+        # the half-width as printed: with the mean's decimals when given, else as entered
+        width = f"{self.ci95:.{digits}f}" if self.decimals is not None else repr(self.ci95)
+        ci = f" ± {width}" if self.ci95 is not None else ""
         return f"{self.mean:.{digits}f}{ci} ({self.source})"
 
 
@@ -59,9 +62,14 @@ OMNIGLOT_FOMAML = _table1(((98.3, 0.5), (99.2, 0.2), (89.4, 0.5), (97.9, 0.1)), 
 
 
 def _settings(
-    values: tuple[tuple[float, float], ...], source: str, settings: tuple[tuple[int, int], ...]
+    values: tuple[tuple[float, float], ...],
+    source: str,
+    settings: tuple[tuple[int, int], ...],
+    decimals: int | None = None,
 ) -> dict[tuple[int, int], Published]:
-    return {s: Published(m, c, source) for s, (m, c) in zip(settings, values, strict=True)}
+    return {
+        s: Published(m, c, source, decimals) for s, (m, c) in zip(settings, values, strict=True)
+    }
 
 
 _ALL = ((5, 1), (5, 5), (20, 1), (20, 5))
@@ -71,12 +79,13 @@ _20WAY = ((20, 1), (20, 5))
 # "Reptile: a Scalable Metalearning Algorithm", has different numbers, e.g. 95.32 ± 0.05 for
 # 5-way 1-shot). Without and with transduction (batch norm over the query batch).
 OMNIGLOT_REPTILE = _settings(
-    ((95.39, 0.09), (98.90, 0.10), (88.14, 0.15), (96.65, 0.33)), "Reptile v3 Tab. 1", _ALL
+    ((95.39, 0.09), (98.90, 0.10), (88.14, 0.15), (96.65, 0.33)), "Reptile v3 Tab. 1", _ALL, 2
 )
 OMNIGLOT_REPTILE_TRANSDUCTIVE = _settings(
     ((97.68, 0.04), (99.48, 0.06), (89.43, 0.14), (97.12, 0.32)),
     "Reptile v3 Tab. 1, transduction",
     _ALL,
+    2,
 )
 
 # ANIL (Raghu, Raghu, Bengio & Vinyals, ICLR 2020), Omniglot 20-way: Table 2 (MAML and ANIL,
