@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -27,7 +26,16 @@ from .feature_reuse import layer_similarity, nil_accuracy
 from .functional import Params, expand_params
 from .inner_loop import adapt
 from .omniglot import fixed_tasks, load_omniglot
-from .runner import EVAL_CHUNK, Setup, begin_computing, build, head_names, run
+from .runner import (
+    EVAL_CHUNK,
+    Setup,
+    begin_computing,
+    build,
+    head_names,
+    normalisation_modes,
+    run,
+    update_rule,
+)
 from .store import ResultStore
 from .tasks import TaskBatch
 from .update_directions import TAYLOR, fit_coefficients, update_directions
@@ -35,7 +43,6 @@ from .update_directions import TAYLOR, fit_coefficients, update_directions
 __all__ = ["ANALYSES", "LAYERS", "analyse"]
 
 LAYERS = ("conv 1", "conv 2", "conv 3", "conv 4", "features", "logits")
-_MODES = {"transductive": True, "non-transductive": False}
 
 
 def _update_directions(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
@@ -80,10 +87,10 @@ def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> di
     assert config.n_way is not None and config.test_steps is not None
     device = next(iter(params.values())).device
     k, lr = config.eval_shots[0], config.eval_lrs[0]
-    objectives = {m: replace(setup.objective, transductive=t) for m, t in _MODES.items()}
+    objectives = normalisation_modes(setup.objective)
     similarity: list[list[torch.Tensor]] = [[] for _ in LAYERS]
-    nil: dict[str, list[torch.Tensor]] = {m: [] for m in _MODES}
-    head_only: dict[str, list[torch.Tensor]] = {m: [] for m in _MODES}
+    nil: dict[str, list[torch.Tensor]] = {m: [] for m in objectives}
+    head_only: dict[str, list[torch.Tensor]] = {m: [] for m in objectives}
     scores = {m: query_score(o, accuracy) for m, o in objectives.items()}
     chunks = fixed_tasks(
         load_omniglot(),
@@ -100,7 +107,7 @@ def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> di
                 expand_params(params, b.num_tasks),
                 lambda p, _, b=b: setup.objective.batched(p, b.x_support, b.y_support),
                 steps=config.test_steps,
-                rule=setup.rule(config, lr),
+                rule=update_rule(config, lr),
                 only=setup.adapted,
                 differentiable=False,
             )
@@ -120,10 +127,10 @@ def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> di
                     steps=config.test_steps,
                     lr=lr,
                     scores=scores,
-                    rule=setup.rule(config, lr),
+                    rule=update_rule(config, lr),
                     only=head_names(params),
                 )
-                for m in _MODES:
+                for m in objectives:
                     head_only[m].append(curves[m])
     out: dict[str, Any] = {
         "shots": k,

@@ -152,14 +152,16 @@ def finetune_curve(
     steps: int,
     lr: float,
     score: TaskLoss | None = None,
+    rule: UpdateRule | None = None,
 ) -> Tensor:
     """Query score of each task after 0..``steps`` SGD steps on its support set: ``[steps+1, B]``.
 
     ``score(prediction, target)`` of one task defaults to the objective's loss (e.g.
-    :func:`accuracy` for classification).
+    :func:`accuracy` for classification); ``rule`` as in :func:`finetune_curves`.
     """
     scores = {"query": query_score(objective, score)}
-    return finetune_curves(objective, params, batch, steps=steps, lr=lr, scores=scores)["query"]
+    curves = finetune_curves(objective, params, batch, steps=steps, lr=lr, scores=scores, rule=rule)
+    return curves["query"]
 
 
 def adapted_predictions(

@@ -49,12 +49,7 @@ class Adam:
     eps: float = 1e-8
 
     def __call__(self, params: Params, grads: Params, state: Params, step: int):
-        v = {
-            k: self.beta2 * state[k] + (1 - self.beta2) * g * g
-            if k in state
-            else (1 - self.beta2) * g * g
-            for k, g in grads.items()
-        }
+        v = {k: self.beta2 * state.get(k, 0) + (1 - self.beta2) * g * g for k, g in grads.items()}
         correction = 1 - self.beta2 ** (step + 1)
         new = {
             k: params[k] - self.lr * g / ((v[k] / correction).sqrt() + self.eps)

@@ -43,9 +43,8 @@ def pooled_examples(batch: TaskBatch) -> tuple[Tensor, Tensor]:
     onehot = torch.nn.functional.one_hot(y, classes)
     rank = (onehot.cumsum(1) - 1).gather(2, y.unsqueeze(2)).squeeze(2)  # i-th of its class
     order = (rank * classes + y).argsort(dim=1)
-    return x.gather(1, order.view(*order.shape, *[1] * (x.dim() - 2)).expand_as(x)), y.gather(
-        1, order
-    )
+    per_example = order.view(*order.shape, *[1] * (x.dim() - 2))  # broadcast over features
+    return torch.take_along_dim(x, per_example, 1), y.gather(1, order)
 
 
 @dataclass(frozen=True)

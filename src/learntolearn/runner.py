@@ -13,7 +13,7 @@ from torch import nn
 from . import provenance
 from .config import ExperimentConfig
 from .diagnostics import compare_meta_gradients, step_cost
-from .evaluation import accuracy, finetune_curves, query_score, summarize_curve
+from .evaluation import accuracy, finetune_curve, finetune_curves, query_score, summarize_curve
 from .functional import Params, init_params
 from .inner_loop import SGD, Adam, UpdateRule
 from .maml import MAML
@@ -37,8 +37,10 @@ __all__ = [
     "build",
     "evaluate",
     "head_names",
+    "normalisation_modes",
     "resolve_device",
     "run",
+    "update_rule",
 ]
 
 
@@ -59,10 +61,6 @@ class Setup:
     tasks: TaskDistribution
     oracle: bool
     adapted: tuple[str, ...] | None = None  # what fine-tuning adapts (ANIL: the head); None: all
-
-    def rule(self, config: ExperimentConfig, lr: float) -> UpdateRule:
-        """The fine-tuning step at test time: the method's own inner optimiser."""
-        return Adam(lr) if config.inner_optimizer == "adam" else SGD(lr)
 
     def prepare(self, batch: TaskBatch) -> TaskBatch:
         """The oracle sees the task's amplitude and phase as inputs; others see x alone."""
@@ -116,6 +114,20 @@ def _model(config: ExperimentConfig) -> nn.Module:
     return ConvNet(config.n_way, pool=config.model == "conv-pool")
 
 
+def normalisation_modes(objective: Objective) -> dict[str, Objective]:
+    """The objective with transductive batch norm (the query batch's statistics, as MAML's
+    code) and non-transductive (the support set's statistics), by the names results use."""
+    return {
+        "transductive": replace(objective, transductive=True),
+        "non-transductive": replace(objective, transductive=False),
+    }
+
+
+def update_rule(config: ExperimentConfig, lr: float) -> UpdateRule:
+    """The method's inner optimiser with step size ``lr``: in training and at test time."""
+    return Adam(lr) if config.inner_optimizer == "adam" else SGD(lr)
+
+
 def head_names(params: Params) -> tuple[str, ...]:
     """The classifier's last layer: what ANIL adapts (Raghu et al. 2020, Sec. 4)."""
     return tuple(k for k in params if k.startswith("head."))
@@ -136,8 +148,7 @@ def build(config: ExperimentConfig, device: torch.device) -> Setup:
         learner = MAML(objective, c.inner_lr, c.inner_steps, bool(c.first_order), adapted=adapted)
     elif c.method == "reptile":
         assert c.inner_lr is not None and c.inner_steps is not None and c.inner_batch is not None
-        rule = Adam(c.inner_lr) if c.inner_optimizer == "adam" else SGD(c.inner_lr)
-        learner = Reptile(objective, rule, c.inner_steps, c.inner_batch)
+        learner = Reptile(objective, update_rule(c, c.inner_lr), c.inner_steps, c.inner_batch)
     else:
         learner = JointTraining(objective)
     tasks: TaskDistribution
@@ -175,25 +186,22 @@ def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str
                     k, num_tasks=c.eval_tasks, k_query=c.eval_query, seed=c.eval_seed, half=half
                 )
                 batch = setup.prepare(batch).to(device)
-                curve = finetune_curves(
+                curve = finetune_curve(
                     setup.objective,
                     params,
                     batch,
                     steps=c.eval_steps,
                     lr=lr,
-                    scores={"mse": query_score(setup.objective)},
-                    rule=setup.rule(c, lr),
-                )["mse"]
+                    rule=update_rule(c, lr),
+                )
                 out[region][str(k)] = {"lr": lr, **summarize_curve(curve)}
         return out
     assert c.n_way is not None
     data = load_omniglot()
     # Both modes adapt on the support set alone, normalised by its own statistics, so they
     # share one trajectory; only the query predictions differ.
-    modes = {"transductive": True, "non-transductive": False}
-    scores = {
-        m: query_score(replace(setup.objective, transductive=t), accuracy) for m, t in modes.items()
-    }
+    modes = normalisation_modes(setup.objective)
+    scores = {m: query_score(o, accuracy) for m, o in modes.items()}
     out = {mode: {} for mode in modes}
     for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True):
         chunks = fixed_omniglot(
@@ -213,7 +221,7 @@ def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str
                 lr=lr,
                 scores=scores,
                 chunk=EVAL_CHUNK,
-                rule=setup.rule(c, lr),
+                rule=update_rule(c, lr),
                 only=setup.adapted,
             )
             for b in chunks

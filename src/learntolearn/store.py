@@ -106,7 +106,7 @@ class ResultStore:
         Used when the evaluation code improves: ``record`` (commit, device, date of the new
         evaluation) is kept under ``provenance["evaluation"]``, beside the training record.
         """
-        return self._update(config, {"eval": evaluation}, {"evaluation": record})
+        return self._update(self._require(config), {"eval": evaluation}, {"evaluation": record})
 
     def add_analysis(
         self, config: ExperimentConfig, name: str, values: dict[str, Any], record: dict[str, Any]
@@ -115,7 +115,7 @@ class ResultStore:
         its own record under ``provenance["analyses"][name]``."""
         result = self._require(config)
         return self._update(
-            config,
+            result,
             {"analyses": {**result.metrics.get("analyses", {}), name: values}},
             {"analyses": {**result.provenance.get("analyses", {}), name: record}},
         )
@@ -127,9 +127,9 @@ class ResultStore:
         return result
 
     def _update(
-        self, config: ExperimentConfig, metrics: dict[str, Any], provenance: dict[str, Any]
+        self, result: Result, metrics: dict[str, Any], provenance: dict[str, Any]
     ) -> Result:
-        result = self._require(config)
+        """Merge ``metrics`` and ``provenance`` into a stored result's files."""
         save_json(result.path / "metrics.json", {**result.metrics, **metrics})
         save_json(result.path / "provenance.json", {**result.provenance, **provenance})
         return self._load(result.path)
