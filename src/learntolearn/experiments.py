@@ -8,6 +8,7 @@ and a rerun from the command line always share one key.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from .config import PROFILES, ConfigError, ExperimentConfig
 
@@ -74,6 +75,22 @@ def _sinusoid_maml(k: int) -> Callable[[str], ExperimentConfig]:
     )
 
 
+def _omniglot_test(n_way: int, k_shot: int, lr: float, steps: int) -> dict[str, Any]:
+    """What every Omniglot experiment shares: the network and the fixed N-way K-shot test tasks
+    (K queries per class, the MAML protocol), fine-tuned with step size ``lr``; the accuracy
+    reported is the one after ``steps`` steps."""
+    return {
+        "tasks": "omniglot",
+        "n_way": n_way,
+        "hidden": None,
+        "model": "conv",
+        "eval_shots": (k_shot,),
+        "eval_lrs": (lr,),
+        "eval_query": k_shot,
+        "test_steps": steps,
+    }
+
+
 def _omniglot(
     n_way: int, k_shot: int, first_order: bool, head_only: bool = False
 ) -> Callable[[str], ExperimentConfig]:
@@ -87,22 +104,15 @@ def _omniglot(
         name=f"omniglot/{method}-{n_way}w{k_shot}s",
         method="maml",
         profile=profile,
-        tasks="omniglot",
-        n_way=n_way,
         k_shot=k_shot,
         k_query=k_shot,
-        hidden=None,
-        model="conv",
         inner_lr=0.4 if five else 0.1,
         inner_steps=1 if five else 5,
         first_order=first_order,
         inner_params="head" if head_only else None,
         meta_batch=32 if five else 16,
         iterations=60_000,
-        eval_shots=(k_shot,),
-        eval_lrs=(0.4 if five else 0.1,),
-        eval_query=k_shot,
-        test_steps=3 if five else 5,
+        **_omniglot_test(n_way, k_shot, 0.4 if five else 0.1, 3 if five else 5),
     )
 
 
@@ -121,12 +131,8 @@ def _omniglot_reptile(
         name=f"omniglot/reptile-{n_way}w{k_shot}s{suffix}",
         method="reptile",
         profile=profile,
-        tasks="omniglot",
-        n_way=n_way,
         k_shot=5,
         k_query=5,
-        hidden=None,
-        model="conv",
         inner_lr=1e-3 if five else 5e-4,
         inner_steps=steps,
         inner_batch=10 if five else 20,
@@ -135,11 +141,8 @@ def _omniglot_reptile(
         meta_lr=1.0,
         meta_lr_final=0.0,
         iterations=100_000 if five else 200_000,
-        eval_shots=(k_shot,),
-        eval_lrs=(1e-3 if five else 5e-4,),
         eval_steps=50,
-        eval_query=k_shot,
-        test_steps=50,
+        **_omniglot_test(n_way, k_shot, 1e-3 if five else 5e-4, 50),
     )
 
 
