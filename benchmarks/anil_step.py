@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from learntolearn.diagnostics import step_cost
-from learntolearn.experiments import experiment
-from learntolearn.runner import build, cpu_numerics, resolve_device
+from learntolearn.analysis.meta_gradients import step_cost
+from learntolearn.experiments.registry import experiment
+from learntolearn.experiments.runner import build, cpu_numerics, resolve_device
 
 
 def main() -> None:

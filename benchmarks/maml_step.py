@@ -63,12 +63,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from learntolearn.functional import init_params
-from learntolearn.maml import MAML
-from learntolearn.models import ConvNet
-from learntolearn.objective import Objective, cross_entropy
-from learntolearn.provenance import device_name, git_state
-from learntolearn.runner import cpu_numerics, resolve_device
+from learntolearn.experiments.provenance import device_name, git_state
+from learntolearn.experiments.runner import cpu_numerics, resolve_device
+from learntolearn.methods.maml import MAML
+from learntolearn.models.networks import ConvNet
+from learntolearn.objective import Objective, cross_entropy, init_params
 from learntolearn.tasks import TaskBatch
 
 try:
@@ -314,7 +313,7 @@ def synthetic_tasks(s: Setting, num: int, device: torch.device, seed: int) -> li
 
 def omniglot_tasks(s: Setting, num: int, device: torch.device, seed: int) -> list[TaskBatch]:
     """Meta-batches of the Vinyals et al. (2016) training split, sampled on ``device``."""
-    from learntolearn.omniglot import DataError, OmniglotTasks, load_omniglot
+    from learntolearn.data.omniglot import DataError, OmniglotTasks, load_omniglot
 
     try:
         data = load_omniglot(download=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from learntolearn import omniglot as om
+from learntolearn.data import omniglot as om
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 

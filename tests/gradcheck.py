@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from learntolearn.functional import Params
+from learntolearn.objective import Params
 
 
 def flatten(params: Params) -> Tensor:

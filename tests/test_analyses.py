@@ -7,14 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from learntolearn.feature_reuse import layer_similarity, linear_cka, nil_accuracy
-from learntolearn.functional import expand_params, init_params
-from learntolearn.maml import MAML
-from learntolearn.models import MLP, ConvNet
-from learntolearn.objective import Objective, cross_entropy, mse
-from learntolearn.sinusoid import SinusoidTasks
+from learntolearn.analysis.feature_reuse import layer_similarity, linear_cka, nil_accuracy
+from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, update_directions
+from learntolearn.data.sinusoid import SinusoidTasks
+from learntolearn.methods.maml import MAML
+from learntolearn.models.networks import MLP, ConvNet
+from learntolearn.objective import Objective, cross_entropy, expand_params, init_params, mse
 from learntolearn.tasks import TaskBatch
-from learntolearn.update_directions import TAYLOR, fit_coefficients, update_directions
 
 from .gradcheck import finite_difference, flatten, rel_error
 

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 import yaml
 
-from learntolearn.experiments import CHAPTERS
-from learntolearn.notebooks import execute, strip_volatile_metadata
+from learntolearn.experiments.registry import CHAPTERS
+from learntolearn.reporting.notebooks import execute, strip_volatile_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("[0-9]*.ipynb"))

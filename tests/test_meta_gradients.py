@@ -7,13 +7,12 @@ from functools import partial
 import pytest
 import torch
 
-from learntolearn.functional import init_params
-from learntolearn.inner_loop import inner_sgd
-from learntolearn.maml import MAML
-from learntolearn.models import MLP
-from learntolearn.objective import Objective, mse
-from learntolearn.pretraining import JointTraining
-from learntolearn.sinusoid import SinusoidTasks
+from learntolearn.data.sinusoid import SinusoidTasks
+from learntolearn.methods.inner_loop import inner_sgd
+from learntolearn.methods.maml import MAML
+from learntolearn.methods.pretraining import JointTraining
+from learntolearn.models.networks import MLP
+from learntolearn.objective import Objective, init_params, mse
 
 from .gradcheck import finite_difference, flatten, rel_error
 

@@ -22,12 +22,11 @@ import pytest
 import torch
 from torch import nn
 
-from learntolearn.functional import Params, init_params
-from learntolearn.inner_loop import inner_sgd
-from learntolearn.layers import TaskBatchNorm
-from learntolearn.maml import MAML
-from learntolearn.models import ConvNet, FCNet
-from learntolearn.objective import Objective, cross_entropy
+from learntolearn.methods.inner_loop import inner_sgd
+from learntolearn.methods.maml import MAML
+from learntolearn.models.batchnorm import TaskBatchNorm
+from learntolearn.models.networks import ConvNet, FCNet
+from learntolearn.objective import Objective, Params, cross_entropy, init_params
 from learntolearn.tasks import TaskBatch
 
 from .gradcheck import finite_difference, flatten, rel_error

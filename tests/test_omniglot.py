@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from learntolearn import omniglot as om
+from learntolearn.data import omniglot as om
 from learntolearn.io import load_tensors
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"

@@ -3,18 +3,19 @@ limit (k = 1), its class-balanced minibatches, and the annealed outer step."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from learntolearn.functional import init_params
-from learntolearn.inner_loop import SGD, Adam
-from learntolearn.models import MLP, ConvNet
-from learntolearn.objective import Objective, cross_entropy, mse
-from learntolearn.pretraining import JointTraining
-from learntolearn.reptile import Reptile, pooled_examples
-from learntolearn.sinusoid import SinusoidTasks
+from learntolearn.data.sinusoid import SinusoidTasks
+from learntolearn.experiments.training import OuterLoop, RunSettings, train
+from learntolearn.methods.inner_loop import SGD, Adam
+from learntolearn.methods.pretraining import JointTraining
+from learntolearn.methods.reptile import Reptile, pooled_examples
+from learntolearn.models.networks import MLP, ConvNet
+from learntolearn.objective import Objective, cross_entropy, init_params, mse
 from learntolearn.tasks import TaskBatch
-from learntolearn.training import train
 
 
 def serial_reptile_direction(objective, params, batch, *, adam, lr, steps, inner_batch):
@@ -116,21 +117,20 @@ class _Constant:
 def test_outer_step_size_is_annealed_linearly(tmp_path):
     params = {"w": torch.zeros(2)}
     sample = lambda g: None  # noqa: E731
-    kw = dict(
-        key="k",
-        iterations=4,
-        lr=1.0,
-        seed=0,
-        device=torch.device("cpu"),
-        progress=False,
-        optimizer="sgd",
-        lr_final=0.0,
-        log_every=1,
-    )
-    done = train(_Constant(), params, sample, **kw)
+    outer = OuterLoop("sgd", lr=1.0, lr_final=0.0)
+    run = RunSettings(key="k", iterations=4, seed=0, device=torch.device("cpu"), progress=False)
+    done = train(_Constant(), params, sample, outer, run)
     torch.testing.assert_close(done.params["w"].detach(), torch.full((2,), -2.5))  # 1+.75+.5+.25
     ck = tmp_path / "ck.pt"
-    half = train(_Constant(), params, sample, checkpoint=ck, checkpoint_every=1, stop_after=2, **kw)
+    half = train(
+        _Constant(),
+        params,
+        sample,
+        outer,
+        replace(run, checkpoint=ck, checkpoint_every=1, stop_after=2),
+    )
     assert half.iteration == 2
-    resumed = train(_Constant(), params, sample, checkpoint=ck, checkpoint_every=1, **kw)
+    resumed = train(
+        _Constant(), params, sample, outer, replace(run, checkpoint=ck, checkpoint_every=1)
+    )
     assert torch.equal(resumed.params["w"], done.params["w"])

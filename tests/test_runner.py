@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from learntolearn.cli import main
-from learntolearn.config import ConfigError, ExperimentConfig
-from learntolearn.experiments import experiment, names
-from learntolearn.runner import MissingResultError, run
-from learntolearn.store import ResultStore
+from learntolearn.experiments.config import ConfigError, ExperimentConfig
+from learntolearn.experiments.registry import experiment, names
+from learntolearn.experiments.runner import MissingResultError, run
+from learntolearn.experiments.store import ResultStore
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +104,7 @@ def test_a_new_evaluation_protocol_reuses_the_trained_parameters(monkeypatch):
     other = cfg.with_(eval_tasks=12, eval_steps=3)
     assert other.key != cfg.key and other.training_key == cfg.training_key
     assert cfg.with_(seed=3).training_key != cfg.training_key
-    import learntolearn.runner as runner
+    import learntolearn.experiments.runner as runner
 
     monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("trained again"))
     second = run(other, progress=False)
@@ -248,7 +248,7 @@ def test_omniglot_experiment_end_to_end(real_env):
 
 
 def test_profiles_can_leave_out_experiments_with_a_reason():
-    from learntolearn.experiments import NOT_RUN, chapter_experiments
+    from learntolearn.experiments.registry import NOT_RUN, chapter_experiments
 
     assert "omniglot/maml-20w5s" in chapter_experiments("03_first_order", "paper")
     assert "omniglot/maml-20w5s" not in chapter_experiments("03_first_order", "cpu")

@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
-from learntolearn.evaluation import finetune_curve, mean_ci95, summarize_curve
-from learntolearn.functional import init_params
-from learntolearn.models import MLP
-from learntolearn.objective import Objective, mse
-from learntolearn.report import Table, fmt_step
-from learntolearn.sinusoid import SinusoidTasks, fixed_tasks, sinusoid, with_task_parameters
+from learntolearn.analysis.statistics import mean_ci95, score_curve, summarize_curve
+from learntolearn.data.sinusoid import SinusoidTasks, fixed_tasks, sinusoid, with_task_parameters
+from learntolearn.methods.finetuning import finetune_predictions
+from learntolearn.methods.inner_loop import SGD
+from learntolearn.models.networks import MLP
+from learntolearn.objective import Objective, init_params, mse
+from learntolearn.reporting.tables import Table, fmt_step
 from learntolearn.tasks import TaskBatch
 
 
@@ -65,6 +66,12 @@ def test_mean_ci95():
         mean_ci95(torch.tensor([1.0]))
 
 
+def finetune_curve(obj, params, batch, *, steps, lr, score=mse):
+    """Query score of each task after 0..steps SGD steps: ``[steps+1, B]``."""
+    preds = finetune_predictions(obj, params, batch, steps=steps, rule=SGD(lr))
+    return score_curve(score, preds["transductive"], batch.y_query)
+
+
 def test_finetune_curve_decreases_support_loss_and_matches_a_manual_step():
     torch.manual_seed(0)
     model = MLP((1, 40, 40, 1), init_std=0.3)
@@ -103,15 +110,20 @@ def test_table_text_and_markdown():
         Table(["a"], [[1, 2]])
 
 
-def test_finetune_curves_share_one_trajectory_and_chunking_changes_nothing():
-    from learntolearn.evaluation import finetune_curves, query_score
-
+def test_both_modes_share_one_trajectory_and_chunking_changes_nothing():
     torch.manual_seed(0)
     model = MLP((1, 40, 40, 1), init_std=0.3)
     obj, params = Objective(model, mse), init_params(model)
     batch = fixed_tasks(5, num_tasks=10)
-    scores = {"mse": query_score(obj), "abs": query_score(obj, lambda p, y: (p - y).abs().mean())}
-    whole = finetune_curves(obj, params, batch, steps=3, lr=0.01, scores=scores)
-    parts = finetune_curves(obj, params, batch, steps=3, lr=0.01, scores=scores, chunk=3)
-    assert all(torch.allclose(whole[k], parts[k], rtol=1e-6) for k in scores)
-    assert torch.equal(whole["mse"], finetune_curve(obj, params, batch, steps=3, lr=0.01))
+    modes = ("transductive", "non-transductive")
+    whole = finetune_predictions(obj, params, batch, steps=3, rule=SGD(0.01), modes=modes)
+    parts = [
+        finetune_predictions(obj, params, batch[i : i + 3], steps=3, rule=SGD(0.01), modes=modes)
+        for i in range(0, 10, 3)
+    ]
+    for m in modes:
+        assert whole[m].shape == (4, 10, 100, 1)
+        joined = torch.cat([p[m] for p in parts], 1)
+        assert torch.allclose(whole[m], joined, rtol=1e-6)
+    # an MLP has no batch norm: both modes predict the same
+    assert torch.equal(whole["transductive"], whole["non-transductive"])

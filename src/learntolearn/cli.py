@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import PROFILES, ConfigError, ExperimentConfig
-from .experiments import CHAPTERS, chapter_experiments, experiment, names
-from .io import load_json
-from .report import fmt_step
-from .store import Result, ResultStore
+from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
+from learntolearn.experiments.registry import CHAPTERS, chapter_experiments, experiment, names
+from learntolearn.experiments.store import Result, ResultStore
+from learntolearn.io import load_json
+from learntolearn.reporting.tables import fmt_step
 
 __all__ = ["main"]
 
@@ -23,12 +22,20 @@ def _config(spec: str, profile: str) -> ExperimentConfig:
     if spec.endswith(".json") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"config file {spec} does not exist")
-        return ExperimentConfig.from_dict(load_json(path))
+        remedy = "fix the file (fields as in results/*/config.json)"
+        return ExperimentConfig.from_dict(load_json(path, remedy))
     return experiment(spec, profile)
 
 
-def _canonical(obj: object) -> str:
-    return json.dumps(obj, sort_keys=True)
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def _summary(result: Result) -> str:
@@ -46,7 +53,7 @@ def _summary(result: Result) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .runner import run
+    from learntolearn.experiments.runner import run
 
     store = ResultStore()
     for spec in args.experiments:
@@ -64,8 +71,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Re-evaluate stored parameters; compare with the stored metrics, or replace them."""
-    from . import provenance
-    from .runner import build, evaluate, resolve_device
+    from learntolearn.experiments import provenance
+    from learntolearn.experiments.compare import compare_evaluations
+    from learntolearn.experiments.device import resolve_device
+    from learntolearn.experiments.runner import build, evaluate
 
     store, status = ResultStore(), 0
     for spec in args.experiments:
@@ -84,16 +93,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             print(_summary(result))
             print(f"  evaluation re-computed on {dev} and stored")
             continue
-        same = _canonical(fresh) == _canonical(result.metrics["eval"])  # NaN equals NaN here
+        verdict = compare_evaluations(fresh, result.metrics["eval"])
+        made = result.provenance.get("evaluation", result.provenance)
         print(_summary(result))
-        print(f"  re-evaluated on {dev}: {'identical to' if same else 'DIFFERENT from'} the store")
-        status |= 0 if same or dev.type != "cpu" else 1
+        print(
+            f"  re-evaluated on {dev} ({provenance.cpu_capability()}; stored: "
+            f"{made.get('cpu_capability', 'not recorded')}): {verdict}"
+        )
+        status |= 0 if verdict.ok else 1
     return status
 
 
 def _cmd_analyse(args: argparse.Namespace) -> int:
     """Compute (or load) a stored analysis of trained results (analyses.py)."""
-    from .analyses import analyse
+    from learntolearn.experiments.analyses import analyse
 
     for spec in args.experiments:
         cfg = _config(spec, args.profile)
@@ -103,25 +116,35 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    results = ResultStore().results()
+    from learntolearn.experiments.method_table import METHODS
+
+    results, damaged = ResultStore().scan()
     if args.profile:
         results = [r for r in results if r.config.profile == args.profile]
+    if results and not args.verbose:
+        print(f"{'key':45s} {'method':9s} {'device':30s} {'train time':>10s}  date")
     for r in results:
+        label = METHODS[r.config.method].label(r.config)
         print(
             _summary(r)
             if args.verbose
-            else f"{r.key:45s} {r.config.method:9s} {r.provenance['device'][:30]:30s} "
+            else f"{r.key:45s} {label:9s} {r.provenance['device'][:30]:30s} "
             f"{r.provenance['wall_time_s']:8.0f} s  {r.provenance['date']}"
         )
-    if not results:
+    for path, why in damaged.items():
+        print(f"damaged: {path.name}: {why}", file=sys.stderr)
+    if not results and not damaged:
         print("the results store is empty")
-    return 0
+    return 1 if damaged else 0
 
 
 def _cmd_experiments(args: argparse.Namespace) -> int:
+    from learntolearn.experiments.method_table import METHODS
+
+    print(f"{'name':28s} {'method':9s} key (profile {args.profile})")
     for name in names():
         cfg = experiment(name, args.profile)
-        print(f"{name:24s} {cfg.key}")
+        print(f"{name:28s} {METHODS[cfg.method].label(cfg):9s} {cfg.key}")
     return 0
 
 
@@ -133,7 +156,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
-    from .notebooks import execute
+    from learntolearn.reporting.notebooks import execute
 
     execute(Path(args.notebook), profile=args.profile, device=args.device, output=args.output)
     return 0
@@ -156,10 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=_positive,
         default=1000,
         metavar="N",
-        help="write a resumable checkpoint every N iterations",
+        help="write a resumable checkpoint every N iterations (N >= 1)",
     )
     p.set_defaults(func=_cmd_train)
     p = add("evaluate", "re-evaluate stored results on the fixed test tasks", experiments=True)
@@ -186,7 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--chapter", action="append", choices=sorted(CHAPTERS))
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N")
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive,
+        default=1000,
+        metavar="N",
+        help="write a resumable checkpoint every N iterations (N >= 1)",
+    )
     p.set_defaults(func=_cmd_reproduce)
     p = add(
         "notebook",
@@ -201,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (ConfigError, OSError, ValueError, RuntimeError) as err:
         print(f"learntolearn: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

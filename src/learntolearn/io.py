@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -11,7 +14,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write", "load_json", "load_tensors", "save_json", "save_tensors"]
+__all__ = [
+    "atomic_write",
+    "finite_json",
+    "load_json",
+    "load_tensors",
+    "save_json",
+    "save_tensors",
+    "sha256",
+    "tensor_bytes",
+]
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -34,23 +46,50 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None``, so that it is valid
+    JSON; a mean over test tasks of which some diverged is such a value (the stored count of
+    diverged tasks and the median say what happened)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def save_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    """Write valid JSON (non-finite numbers become ``null``, see :func:`finite_json`)."""
+    text = json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_write(path, lambda p: p.write_text(text))
 
 
-def load_json(path: Path) -> Any:
+def load_json(path: Path, remedy: str = "it is damaged: delete it to recompute it") -> Any:
+    """Read a JSON file; a malformed one gets an error naming it, the parse error and ``remedy``."""
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(
-            f"{path} is not valid JSON ({err}); it is damaged: delete it to recompute it"
-        ) from err
+        raise ValueError(f"{path} is not valid JSON ({err}); {remedy}") from err
+
+
+def tensor_bytes(obj: Any) -> bytes:
+    """``torch.save`` of ``obj`` as bytes: the same object always gives the same bytes (saved
+    to a named file, torch puts the file's name inside the archive)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_tensors(path: Path, obj: Any) -> None:
-    """``torch.save`` atomically (tensors, dicts, lists, numbers and strings only)."""
-    atomic_write(path, lambda p: torch.save(obj, p))
+    """``torch.save`` atomically (tensors, dicts, lists, numbers and strings only); the file's
+    bytes depend on ``obj`` alone (see :func:`tensor_bytes`)."""
+    data = tensor_bytes(obj)
+    atomic_write(path, lambda p: p.write_bytes(data))
 
 
 def load_tensors(path: Path, map_location: str | torch.device = "cpu") -> Any:

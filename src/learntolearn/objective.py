@@ -9,7 +9,7 @@ plain reference the tests compare the batched path against).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -17,10 +17,36 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from .functional import Params, expand_params
-from .tasks import TaskBatch
+from learntolearn.tasks import TaskBatch
 
-__all__ = ["Objective", "TaskLoss", "cross_entropy", "mse", "over_tasks"]
+__all__ = [
+    "MODES",
+    "Objective",
+    "Params",
+    "TaskLoss",
+    "accuracy",
+    "cross_entropy",
+    "expand_params",
+    "init_params",
+    "mse",
+    "over_tasks",
+]
+
+Params = dict[str, Tensor]
+"""A network's parameters by name: models are pure functions ``f(params, x)`` (the
+``torch.func`` style), since meta-learning differentiates through parameter updates. Parameters
+of a batch of tasks carry a leading task dimension, and ``vmap`` maps the network over it."""
+
+
+def init_params(model: nn.Module) -> Params:
+    """Fresh leaf tensors (requiring grad) holding a copy of ``model``'s parameters."""
+    return {k: v.detach().clone().requires_grad_() for k, v in model.named_parameters()}
+
+
+def expand_params(params: Params, num_tasks: int) -> Params:
+    """Give every task its own (differentiable) view of the shared initialisation θ."""
+    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}
+
 
 TaskLoss = Callable[[Tensor, Tensor], Tensor]
 """Loss of one task: ``(prediction [N, ...], target [N, ...]) → scalar``."""
@@ -38,6 +64,11 @@ def mse(pred: Tensor, target: Tensor) -> Tensor:
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Cross-entropy of one N-way classification task (MAML, Sec. 5.1)."""
     return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Fraction of correctly classified examples of one task."""
+    return (logits.argmax(-1) == labels).float().mean()
 
 
 @dataclass(frozen=True)
@@ -67,6 +98,13 @@ class Objective:
         out = functional_call(self.model, params, inputs, {"stats_from": n, **kwargs})
         return tuple(o[n:] for o in out) if layers else out[n:]
 
+    def in_mode(self, mode: str) -> Objective:
+        """This objective with batch norm in ``mode``: ``"transductive"`` (the query batch's
+        statistics, as MAML's code) or ``"non-transductive"`` (the support set's)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown batch-norm mode {mode!r}; use one of {MODES}")
+        return replace(self, transductive=mode == "transductive")
+
     def single(self, params: Params, x: Tensor, y: Tensor, context: Tensor | None = None) -> Tensor:
         """Loss of one task (no task dimension anywhere)."""
         return self.loss(self.predict_single(params, x, context), y)
@@ -86,6 +124,10 @@ class Objective:
         dims = (0, 0, None if context is None else 0)
         single = partial(self.predict_single, layers=layers)
         return vmap(single, in_dims=dims, randomness="error")(params, x, context)
+
+
+MODES = ("transductive", "non-transductive")
+"""The batch-norm modes of evaluation, by the names the stored results use."""
 
 
 PerTask = Callable[[Params, Tensor, Tensor, Tensor, Tensor, LossFn], Tensor]

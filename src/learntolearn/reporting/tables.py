@@ -22,13 +22,17 @@ def fmt_step(curve: dict, step: int, digits: int = 3) -> str:
 
     Mean ± 95% CI over the test tasks (accuracies in percent); when some tasks diverged at
     that step, their number and the median follow, because the mean alone would then describe
-    a handful of tasks.
+    a handful of tasks; when the mean is not finite at all, the median and the count alone.
     """
+    mean, half = curve["mean"][step], curve["ci95"][step]
     if curve["metric"] == "accuracy":
-        return fmt_ci(100 * curve["mean"][step], 100 * curve["ci95"][step], 1)
-    text = fmt_ci(curve["mean"][step], curve["ci95"][step], digits)
+        return fmt_ci(100 * mean, 100 * half, 1)
     n = curve.get("diverged", [0] * (step + 1))[step]
-    return text if n == 0 else f"{text} ({n} diverged, median {curve['median'][step]:.{digits}f})"
+    median = f"median {curve['median'][step]:.{digits}f}"
+    if mean is None or half is None:  # a diverged task made the mean non-finite (stored null)
+        return f"{median} ({n} diverged)"
+    text = fmt_ci(mean, half, digits)
+    return text if n == 0 else f"{text} ({n} diverged, {median})"
 
 
 @dataclass(frozen=True)

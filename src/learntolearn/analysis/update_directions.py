@@ -22,9 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .functional import Params, expand_params
-from .objective import Objective
-from .tasks import TaskBatch
+from learntolearn.objective import Objective, Params, expand_params
+from learntolearn.tasks import TaskBatch
 
 __all__ = ["TAYLOR", "fit_coefficients", "update_directions"]
 

@@ -40,9 +40,9 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from .io import atomic_write, load_tensors, save_tensors
-from .paths import cache_dir, data_dir
-from .tasks import TaskBatch
+from learntolearn.io import atomic_write, load_tensors, save_tensors
+from learntolearn.paths import cache_dir, data_dir
+from learntolearn.tasks import TaskBatch
 
 __all__ = [
     "DataError",

@@ -12,14 +12,15 @@ ICLR 2020, Sec. 4), whose outer loop still trains every parameter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
 
-from .functional import Params
-from .inner_loop import inner_sgd
-from .objective import LossFn, Objective, over_tasks
-from .tasks import TaskBatch
+from learntolearn.methods.finetuning import finetune_predictions
+from learntolearn.methods.inner_loop import SGD, inner_sgd
+from learntolearn.objective import LossFn, Objective, Params, over_tasks
+from learntolearn.tasks import TaskBatch
 
 __all__ = ["MAML"]
 
@@ -56,3 +57,12 @@ class MAML:
             self.adapt_and_score, self.objective, params, batch, batched=self.batched
         )
         return per_task.mean()
+
+    def predictions(
+        self, params: Params, batch: TaskBatch, *, steps: int, lr: float, modes: Sequence[str]
+    ) -> dict[str, Tensor]:
+        """Test time (Sec. 5): ``steps`` steps of SGD with step size ``lr`` on the support set,
+        adapting what the inner loop adapts."""
+        return finetune_predictions(
+            self.objective, params, batch, steps=steps, rule=SGD(lr), only=self.adapted, modes=modes
+        )

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .io import atomic_write
+from learntolearn.io import atomic_write
 
 __all__ = ["execute", "strip_volatile_metadata"]
 

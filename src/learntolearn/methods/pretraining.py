@@ -7,13 +7,15 @@ loop; at test time it is fine-tuned by gradient descent on the new task's K poin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
 
-from .functional import Params
-from .objective import LossFn, Objective, over_tasks
-from .tasks import TaskBatch
+from learntolearn.methods.finetuning import finetune_predictions
+from learntolearn.methods.inner_loop import SGD
+from learntolearn.objective import LossFn, Objective, Params, over_tasks
+from learntolearn.tasks import TaskBatch
 
 __all__ = ["JointTraining"]
 
@@ -33,3 +35,11 @@ class JointTraining:
             return (ns * loss(theta, xs, ys) + nq * loss(theta, xq, yq)) / (ns + nq)
 
         return over_tasks(all_points, self.objective, params, batch, batched=self.batched).mean()
+
+    def predictions(
+        self, params: Params, batch: TaskBatch, *, steps: int, lr: float, modes: Sequence[str]
+    ) -> dict[str, Tensor]:
+        """Test time (Sec. 5.1): fine-tune every parameter with ``steps`` steps of SGD."""
+        return finetune_predictions(
+            self.objective, params, batch, steps=steps, rule=SGD(lr), modes=modes
+        )

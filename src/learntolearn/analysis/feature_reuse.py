@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .functional import Params, expand_params
-from .objective import Objective
-from .tasks import TaskBatch
+from learntolearn.objective import Objective, Params, expand_params
+from learntolearn.tasks import TaskBatch
 
 __all__ = ["layer_similarity", "linear_cka", "nil_accuracy"]
 

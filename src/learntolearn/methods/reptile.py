@@ -14,15 +14,16 @@ exactly the update above; training.py anneals ε linearly to its final value, as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
-from .functional import Params, expand_params
-from .inner_loop import UpdateRule, adapt
-from .objective import Objective
-from .tasks import TaskBatch
+from learntolearn.methods.finetuning import finetune_predictions
+from learntolearn.methods.inner_loop import UpdateRule, adapt
+from learntolearn.objective import Objective, Params, expand_params
+from learntolearn.tasks import TaskBatch
 
 __all__ = ["Reptile", "pooled_examples"]
 
@@ -79,3 +80,13 @@ class Reptile:
         """½‖Φ − W̄‖², with W̄ held constant: its gradient is Φ − W̄."""
         mean = {k: v.mean(0).detach() for k, v in self.adapt(params, batch).items()}
         return torch.stack([0.5 * (v - mean[k]).pow(2).sum() for k, v in params.items()]).sum()
+
+    def predictions(
+        self, params: Params, batch: TaskBatch, *, steps: int, lr: float, modes: Sequence[str]
+    ) -> dict[str, Tensor]:
+        """Test time (App. A): ``steps`` steps of the inner optimiser, with step size ``lr``, on
+        the support set (full batch)."""
+        rule = replace(self.rule, lr=lr)
+        return finetune_predictions(
+            self.objective, params, batch, steps=steps, rule=rule, modes=modes
+        )

@@ -8,12 +8,20 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy
+import PIL
 import torch
 
-from . import __version__
-from .paths import project_root
+from learntolearn import __version__
+from learntolearn.paths import project_root
 
-__all__ = ["collect", "device_name", "git_state"]
+__all__ = ["collect", "cpu_capability", "device_name", "git_state"]
+
+
+def cpu_capability() -> str:
+    """The instruction set ATen's CPU kernels use here (e.g. ``AVX2``, ``AVX512``): results
+    computed with different ones can differ in the last bits, so a bitwise rerun needs the same."""
+    return str(torch.backends.cpu.get_cpu_capability())
 
 
 def device_name(device: torch.device) -> str:
@@ -58,6 +66,9 @@ def collect(
         **(git if git is not None else git_state()),
         "device": device_name(device),
         "torch": torch.__version__,
+        "cpu_capability": cpu_capability(),
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "threads": torch.get_num_threads(),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .layers import TaskBatchNorm
+from learntolearn.models.batchnorm import TaskBatchNorm
 
 __all__ = ["MLP", "ConvNet", "FCNet"]
 

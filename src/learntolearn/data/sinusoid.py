@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .tasks import TaskBatch
+from learntolearn.tasks import TaskBatch
 
 __all__ = ["SinusoidTasks", "fixed_tasks", "sinusoid", "with_task_parameters"]
 

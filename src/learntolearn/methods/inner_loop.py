@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .functional import Params
+from learntolearn.objective import Params
 
 __all__ = ["SGD", "Adam", "UpdateRule", "adapt", "inner_sgd"]
 

@@ -15,30 +15,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from . import provenance
-from .config import ExperimentConfig
-from .evaluation import accuracy, finetune_curves, mean_ci95, query_score, summarize_curve
-from .feature_reuse import layer_similarity, nil_accuracy
-from .functional import Params, expand_params
-from .inner_loop import adapt
-from .omniglot import fixed_tasks, load_omniglot
-from .runner import (
-    EVAL_CHUNK,
-    Setup,
-    begin_computing,
-    build,
-    head_names,
-    normalisation_modes,
-    run,
-    update_rule,
-)
-from .store import ResultStore
-from .tasks import TaskBatch
-from .update_directions import TAYLOR, fit_coefficients, update_directions
+from learntolearn.analysis.feature_reuse import layer_similarity, nil_accuracy
+from learntolearn.analysis.statistics import mean_ci95, score_curve, summarize_curve
+from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, update_directions
+from learntolearn.experiments import provenance
+from learntolearn.experiments.config import ExperimentConfig
+from learntolearn.experiments.evaluation import test_chunks
+from learntolearn.experiments.runner import Setup, begin_computing, build, run
+from learntolearn.experiments.store import ResultStore
+from learntolearn.methods.anil import head_names
+from learntolearn.methods.inner_loop import SGD, adapt
+from learntolearn.methods.maml import MAML
+from learntolearn.objective import MODES, Params, expand_params
+from learntolearn.tasks import TaskBatch
 
 __all__ = ["ANALYSES", "LAYERS", "analyse"]
 
@@ -84,62 +78,49 @@ def _update_directions(config: ExperimentConfig, setup: Setup, params: Params) -
 
 
 def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
-    assert config.n_way is not None and config.test_steps is not None
+    assert config.test_steps is not None
+    method = setup.method
+    if not isinstance(method, MAML):
+        raise ValueError(f"feature_reuse analyses MAML and ANIL, not {config.method!r}")
     device = next(iter(params.values())).device
-    k, lr = config.eval_shots[0], config.eval_lrs[0]
-    objectives = normalisation_modes(setup.objective)
+    (test,) = setup.family.test_sets(config)
+    objectives = {m: setup.objective.in_mode(m) for m in MODES}
     similarity: list[list[torch.Tensor]] = [[] for _ in LAYERS]
-    nil: dict[str, list[torch.Tensor]] = {m: [] for m in objectives}
-    head_only: dict[str, list[torch.Tensor]] = {m: [] for m in objectives}
-    scores = {m: query_score(o, accuracy) for m, o in objectives.items()}
-    chunks = fixed_tasks(
-        load_omniglot(),
-        n_way=config.n_way,
-        k_shot=k,
-        k_query=config.eval_query,
-        num_tasks=config.eval_tasks,
-        seed=config.eval_seed,
-    )
-    for chunk in chunks:
-        for i in range(0, chunk.num_tasks, EVAL_CHUNK):
-            b = chunk[i : i + EVAL_CHUNK].to(device)
-            adapted = adapt(
-                expand_params(params, b.num_tasks),
-                lambda p, _, b=b: setup.objective.batched(p, b.x_support, b.y_support),
-                steps=config.test_steps,
-                rule=update_rule(config, lr),
-                only=setup.adapted,
-                differentiable=False,
+    nil: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
+    head_only: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
+    # the same method with its inner loop on the head alone (for ANIL, its evaluation already)
+    frozen_body = replace(method, adapted=head_names(params)) if method.adapted is None else None
+    for b in test_chunks(setup, test.tasks(), device):
+        adapted = adapt(
+            expand_params(params, b.num_tasks),
+            lambda p, _, b=b: setup.objective.batched(p, b.x_support, b.y_support),
+            steps=config.test_steps,
+            rule=SGD(test.lr),
+            only=method.adapted,
+            differentiable=False,
+        )
+        for layer, s in zip(
+            similarity,
+            layer_similarity(objectives["transductive"], params, adapted, b),
+            strict=True,
+        ):
+            layer.append(s)
+        for m, o in objectives.items():
+            nil[m].append(nil_accuracy(o, params, b))
+        if frozen_body is not None:
+            preds = frozen_body.predictions(
+                params, b, steps=config.test_steps, lr=test.lr, modes=MODES
             )
-            for layer, s in zip(
-                similarity,
-                layer_similarity(objectives["transductive"], params, adapted, b),
-                strict=True,
-            ):
-                layer.append(s)
-            for m, o in objectives.items():
-                nil[m].append(nil_accuracy(o, params, b))
-            if setup.adapted is None:  # for ANIL this is its evaluation already
-                curves = finetune_curves(
-                    setup.objective,
-                    params,
-                    b,
-                    steps=config.test_steps,
-                    lr=lr,
-                    scores=scores,
-                    rule=update_rule(config, lr),
-                    only=head_names(params),
-                )
-                for m in objectives:
-                    head_only[m].append(curves[m])
+            for m in MODES:
+                head_only[m].append(score_curve(setup.family.score, preds[m], b.y_query))
     out: dict[str, Any] = {
-        "shots": k,
+        "shots": test.shots,
         "steps": config.test_steps,
         "layers": list(LAYERS),
         "cka": {n: list(mean_ci95(torch.cat(s))) for n, s in zip(LAYERS, similarity, strict=True)},
         "nil": {m: list(mean_ci95(torch.cat(v))) for m, v in nil.items()},
     }
-    if setup.adapted is None:
+    if frozen_body is not None:
         out["head_only"] = {
             m: summarize_curve(torch.cat(v, 1), "accuracy") for m, v in head_only.items()
         }

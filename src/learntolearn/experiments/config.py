@@ -17,10 +17,15 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from learntolearn.experiments.method_table import METHODS as METHOD_TABLE
+from learntolearn.experiments.method_table import method_fields
+from learntolearn.experiments.task_families import FAMILIES
+
 __all__ = ["METHODS", "PROFILES", "ConfigError", "ExperimentConfig"]
 
-METHODS = ("maml", "reptile", "pretrain", "oracle")
-TASKS = ("sinusoid", "omniglot")
+METHODS = tuple(METHOD_TABLE)
+TASKS = tuple(FAMILIES)
+SEED_RANGE = 2**53  # seeds derived from these (e.g. seed · 1000 + K) stay below 2**63
 MODELS = ("conv", "conv-pool", "fc")
 PROFILES = ("smoke", "cpu", "paper")
 # Fields that only change how a trained model is evaluated.
@@ -106,14 +111,12 @@ class ExperimentConfig:
             )
             need(self.model in MODELS, f"model {self.model!r} is unknown; use one of {MODELS}")
             need(self.hidden is None, "hidden applies to sinusoid tasks; use model instead")
-            need(
-                self.method in ("maml", "reptile"),
-                f"method {self.method!r} is not available for {self.tasks}",
-            )
-            need(
-                _is_int(self.test_steps) and 0 <= self.test_steps <= self.eval_steps,
-                "test_steps must be an integer between 0 and eval_steps",
-            )
+        entry = METHOD_TABLE[self.method]
+        need(
+            self.tasks in entry.families,
+            f"method {self.method!r} is not available for {self.tasks} tasks; it applies to "
+            f"{', '.join(entry.families)}",
+        )
         for f in ("k_shot", "k_query", "meta_batch", "iterations", "eval_tasks", "eval_query"):
             need(
                 _is_int(getattr(self, f)) and getattr(self, f) >= 1,
@@ -123,7 +126,18 @@ class ExperimentConfig:
             _is_int(self.eval_steps) and self.eval_steps >= 0,
             f"eval_steps must be an integer >= 0, got {self.eval_steps!r}",
         )
-        need(_is_int(self.seed) and _is_int(self.eval_seed), "seed and eval_seed must be integers")
+        if self.tasks != "sinusoid":
+            need(
+                _is_int(self.test_steps) and 0 <= self.test_steps <= self.eval_steps,
+                f"test_steps must be an integer between 0 and eval_steps ({self.eval_steps}), "
+                f"got {self.test_steps!r}",
+            )
+        for f in ("seed", "eval_seed"):
+            v = getattr(self, f)
+            need(
+                _is_int(v) and 0 <= v < SEED_RANGE,
+                f"{f} must be an integer in [0, 2**53), got {v!r}",
+            )
         need(_is_pos(self.meta_lr), f"meta_lr must be a positive number, got {self.meta_lr!r}")
         need(
             len(self.eval_shots) == len(self.eval_lrs) >= 1,
@@ -136,22 +150,18 @@ class ExperimentConfig:
             self.monitor_every is None or (_is_int(self.monitor_every) and self.monitor_every >= 1),
             f"monitor_every must be a positive integer, got {self.monitor_every!r}",
         )
-        needs = {
-            "maml": ("inner_lr", "inner_steps", "first_order"),
-            "reptile": ("inner_lr", "inner_steps", "inner_batch", "inner_optimizer"),
-        }.get(self.method, ())
-        allows = {
-            "maml": ("monitor_every", "inner_params"),
-            "reptile": ("meta_lr_final",),
-        }.get(self.method, ())
-        optional = ("inner_lr", "inner_steps", "first_order", "inner_params", "inner_batch")
-        optional += ("inner_optimizer", "meta_lr_final", "monitor_every")
+        needs, allows = entry.needs, entry.allows
         for f in needs:
             need(getattr(self, f) is not None, f"{self.method} needs {f}")
-        stray = [f for f in optional if getattr(self, f) is not None and f not in needs + allows]
+        stray = [
+            f for f in method_fields() if getattr(self, f) is not None and f not in needs + allows
+        ]
         need(not stray, f"{', '.join(stray)} do(es) not apply to {self.method!r}; leave unset")
         if self.inner_lr is not None:
-            need(_is_pos(self.inner_lr), f"inner_lr must be > 0, got {self.inner_lr!r}")
+            need(
+                _is_pos(self.inner_lr),
+                f"inner_lr must be a positive number, got {self.inner_lr!r}",
+            )
         if self.inner_steps is not None:
             need(
                 _is_int(self.inner_steps) and self.inner_steps >= 1,

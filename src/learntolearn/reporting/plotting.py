@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .tasks import TaskBatch
+from learntolearn.tasks import TaskBatch
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -15,9 +15,17 @@ __all__ = ["curve_with_band", "show_tasks"]
 
 
 def curve_with_band(
-    ax: Axes, mean: Sequence[float], ci95: Sequence[float], *, label: str, **style: object
+    ax: Axes,
+    mean: Sequence[float | None],
+    ci95: Sequence[float | None],
+    *,
+    label: str,
+    **style: object,
 ) -> None:
     """A line over steps 0..n with its 95% confidence band."""
+    nan = float("nan")  # a stored null: the mean over tasks was not finite at that step
+    mean = [nan if m is None else m for m in mean]
+    ci95 = [nan if h is None else h for h in ci95]
     steps = range(len(mean))
     lo = [m - h for m, h in zip(mean, ci95, strict=True)]
     hi = [m + h for m, h in zip(mean, ci95, strict=True)]

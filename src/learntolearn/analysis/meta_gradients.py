@@ -21,9 +21,9 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from .functional import Params
-from .maml import MAML
-from .tasks import TaskBatch
+from learntolearn.methods.maml import MAML
+from learntolearn.objective import Params
+from learntolearn.tasks import TaskBatch
 
 __all__ = ["compare_meta_gradients", "flat_grad", "step_cost"]
 
@@ -56,23 +56,26 @@ def step_cost(
 ) -> dict[str, float]:
     """Cost of one meta-iteration's forward and backward pass on ``batch``.
 
-    ``saved_bytes`` counts the distinct tensor storages autograd keeps for the backward pass
-    (through ``saved_tensors_hooks``): the activation memory of the step, exact and independent
-    of the machine. ``seconds`` is the median wall time over ``repeats`` (after a warm-up); on
-    CUDA, ``peak_bytes`` is the allocator's peak during one step.
+    ``saved_bytes`` adds up the distinct tensor storages autograd saves for backward passes
+    during the step (through ``saved_tensors_hooks``), each counted once: the activation memory
+    of the step, exact and independent of the machine. Every counted storage is held until the
+    count is done, so a storage freed mid-step (first-order inner gradients free theirs) cannot
+    hand its address to a new one and be miscounted. ``seconds`` is the median wall time over
+    ``repeats`` (after a warm-up); on CUDA, ``peak_bytes`` is the allocator's peak during one step.
     """
     leaf = {k: v.detach().requires_grad_() for k, v in params.items()}
     device = next(iter(leaf.values())).device
-    storages: dict[int, int] = {}
+    storages: dict[int, torch.UntypedStorage] = {}
 
     def pack(t: Tensor) -> Tensor:
         s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
+        storages.setdefault(s.data_ptr(), s)  # held: its address stays its own
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss(leaf, batch).backward()
-    out: dict[str, float] = {"saved_bytes": float(sum(storages.values()))}
+    out: dict[str, float] = {"saved_bytes": float(sum(s.nbytes() for s in storages.values()))}
+    storages.clear()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

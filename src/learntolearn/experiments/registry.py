@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .config import PROFILES, ConfigError, ExperimentConfig
+from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
 
 __all__ = [
     "CHAPTERS",

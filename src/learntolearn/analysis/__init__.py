@@ -1,0 +1,2 @@
+"""Measurements of trained (or untrained) methods: statistics over test tasks, meta-gradient
+diagnostics, update directions, feature reuse."""

@@ -1,0 +1,57 @@
+"""Evaluation of a trained method on its task family's fixed test sets.
+
+For every test set of the family (:mod:`~learntolearn.experiments.task_families`), the method's
+own test-time adaptation (:meth:`~learntolearn.methods.protocol.Method.predictions`) predicts the
+query sets after each step, the family's score rates them, and the curve over steps is summarised
+with its 95% CI (:func:`~learntolearn.analysis.statistics.summarize_curve`). The same seeded test
+tasks serve every method of a family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from learntolearn.analysis.statistics import score_curve, summarize_curve
+from learntolearn.experiments.device import cpu_numerics
+from learntolearn.objective import Params
+from learntolearn.tasks import TaskBatch
+
+if TYPE_CHECKING:
+    from learntolearn.experiments.config import ExperimentConfig
+    from learntolearn.experiments.runner import Setup
+
+__all__ = ["evaluate", "test_chunks"]
+
+
+def test_chunks(
+    setup: Setup, parts: Sequence[TaskBatch], device: torch.device
+) -> Iterator[TaskBatch]:
+    """The family's test tasks, prepared for the method, on ``device``, ``chunk`` at a time."""
+    chunk = setup.family.chunk
+    for part in parts:
+        step = chunk if chunk is not None and chunk < part.num_tasks else part.num_tasks
+        for i in range(0, part.num_tasks, step):
+            yield setup.prepare(part[i : i + step]).to(device)
+
+
+def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
+    """``{metric key: {K: curve summary}}`` on every test set of the config's task family."""
+    device = next(iter(params.values())).device
+    cpu_numerics(device)
+    family, out = setup.family, {}
+    for test in family.test_sets(config):
+        modes = tuple(dict.fromkeys(test.keys.values()))
+        curves: dict[str, list[torch.Tensor]] = {key: [] for key in test.keys}
+        for batch in test_chunks(setup, test.tasks(), device):
+            predictions = setup.method.predictions(
+                params, batch, steps=config.eval_steps, lr=test.lr, modes=modes
+            )
+            for key, mode in test.keys.items():
+                curves[key].append(score_curve(family.score, predictions[mode], batch.y_query))
+        for key, parts in curves.items():
+            summary = summarize_curve(torch.cat(parts, 1), family.metric)
+            out.setdefault(key, {})[str(test.shots)] = {"lr": test.lr, **summary}
+    return out

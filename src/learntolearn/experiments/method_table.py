@@ -1,0 +1,129 @@
+"""The method table: for each ``config.method``, the config fields it owns, the task families it
+applies to, how to build it from a config, its outer loop and its observers.
+
+Adding a method is one algorithm file under :mod:`learntolearn.methods` and one entry here (and
+experiments in the registry). The builders read the config's fields; nothing else in the
+package switches on the method's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from learntolearn.analysis.meta_gradients import compare_meta_gradients
+from learntolearn.data.sinusoid import with_task_parameters
+from learntolearn.experiments.training import Observer, OuterLoop
+from learntolearn.methods.anil import ANIL
+from learntolearn.methods.inner_loop import SGD, Adam, UpdateRule
+from learntolearn.methods.maml import MAML
+from learntolearn.methods.pretraining import JointTraining
+from learntolearn.methods.protocol import Method
+from learntolearn.methods.reptile import Reptile
+from learntolearn.objective import Objective
+from learntolearn.tasks import TaskBatch
+
+if TYPE_CHECKING:
+    from learntolearn.experiments.config import ExperimentConfig
+
+__all__ = ["METHODS", "MethodEntry", "method_fields"]
+
+
+def _identity(batch: TaskBatch) -> TaskBatch:
+    return batch
+
+
+def _adam(c: ExperimentConfig) -> OuterLoop:
+    return OuterLoop("adam", c.meta_lr)
+
+
+def _no_observers(c: ExperimentConfig, method: Method, fixed: TaskBatch) -> list[Observer]:
+    return []
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """How one method enters the experiments.
+
+    ``needs``/``allows``: the config fields it requires / may use (every other method-owned
+    field must stay unset). ``build(config, objective)``: the method object. ``outer``: its
+    outer loop. ``observers(config, method, fixed_batch)``: measurements along training (on a
+    fixed batch of training tasks). ``prepare``: what the method's inputs add to a task batch
+    (``extra_inputs`` features). ``label``: the name a reader knows it by.
+    """
+
+    families: tuple[str, ...]
+    build: Callable[[ExperimentConfig, Objective], Method]
+    needs: tuple[str, ...] = ()
+    allows: tuple[str, ...] = ()
+    outer: Callable[[ExperimentConfig], OuterLoop] = _adam
+    observers: Callable[[ExperimentConfig, Method, TaskBatch], list[Observer]] = _no_observers
+    prepare: Callable[[TaskBatch], TaskBatch] = _identity
+    extra_inputs: int = 0
+    label: Callable[[ExperimentConfig], str] = field(default=lambda c: c.method)
+
+
+def inner_rule(c: ExperimentConfig, lr: float) -> UpdateRule:
+    """The inner optimiser a config names, with step size ``lr``."""
+    return Adam(lr) if c.inner_optimizer == "adam" else SGD(lr)
+
+
+def _maml(c: ExperimentConfig, objective: Objective) -> Method:
+    assert c.inner_lr is not None and c.inner_steps is not None
+    cls = ANIL if c.inner_params == "head" else MAML
+    return cls(objective, c.inner_lr, c.inner_steps, bool(c.first_order))
+
+
+def _gradient_monitor(c: ExperimentConfig, method: Method, fixed: TaskBatch) -> list[Observer]:
+    """MAML: the exact vs first-order meta-gradient every ``monitor_every`` iterations."""
+    if not c.monitor_every:
+        return []
+    assert isinstance(method, MAML)
+    measure = lambda p: compare_meta_gradients(method, p, fixed)  # noqa: E731
+    return [Observer("monitor", c.monitor_every, measure)]
+
+
+def _reptile(c: ExperimentConfig, objective: Objective) -> Method:
+    assert c.inner_lr is not None and c.inner_steps is not None and c.inner_batch is not None
+    return Reptile(objective, inner_rule(c, c.inner_lr), c.inner_steps, c.inner_batch)
+
+
+def _maml_label(c: ExperimentConfig) -> str:
+    return "anil" if c.inner_params == "head" else "fomaml" if c.first_order else "maml"
+
+
+METHODS: dict[str, MethodEntry] = {
+    # MAML (Finn et al. 2017), its first-order approximation and ANIL (the head alone adapts)
+    "maml": MethodEntry(
+        families=("sinusoid", "omniglot"),
+        build=_maml,
+        needs=("inner_lr", "inner_steps", "first_order"),
+        allows=("monitor_every", "inner_params"),
+        observers=_gradient_monitor,
+        label=_maml_label,
+    ),
+    # Reptile (Nichol et al. 2018): outer SGD whose step size falls linearly to meta_lr_final
+    "reptile": MethodEntry(
+        families=("sinusoid", "omniglot"),
+        build=_reptile,
+        needs=("inner_lr", "inner_steps", "inner_batch", "inner_optimizer"),
+        allows=("meta_lr_final",),
+        outer=lambda c: OuterLoop("sgd", c.meta_lr, c.meta_lr_final),
+    ),
+    # Pretraining on all tasks, fine-tuned at test time (MAML Sec. 5.1's baseline)
+    "pretrain": MethodEntry(families=("sinusoid",), build=lambda c, o: JointTraining(o)),
+    # The oracle sees amplitude and phase as extra inputs (MAML Fig. 3)
+    "oracle": MethodEntry(
+        families=("sinusoid",),
+        build=lambda c, o: JointTraining(o),
+        prepare=with_task_parameters,
+        extra_inputs=2,
+    ),
+}
+
+
+def method_fields() -> tuple[str, ...]:
+    """Every config field some method owns (left unset by the methods that do not use it)."""
+    owned = (f for e in METHODS.values() for f in (*e.needs, *e.allows))
+    return tuple(dict.fromkeys(owned))

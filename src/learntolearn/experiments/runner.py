@@ -1,0 +1,148 @@
+"""``run(config)``: load the stored result for the config's key, or train, evaluate and store it.
+
+A config becomes a :class:`Setup` through the two tables: the task family (network, loss,
+sampler, test sets) and the method (how to build it, its outer loop, its observers).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from learntolearn.analysis.meta_gradients import step_cost
+from learntolearn.experiments import provenance
+from learntolearn.experiments.config import ExperimentConfig
+from learntolearn.experiments.device import cpu_numerics, resolve_device
+from learntolearn.experiments.evaluation import evaluate
+from learntolearn.experiments.method_table import METHODS, MethodEntry
+from learntolearn.experiments.store import Result, ResultStore
+from learntolearn.experiments.task_families import FAMILIES, TaskFamily
+from learntolearn.experiments.training import RunSettings, train
+from learntolearn.methods.protocol import Method
+from learntolearn.objective import Objective, Params, init_params
+from learntolearn.paths import runs_dir
+from learntolearn.tasks import TaskBatch, TaskDistribution
+
+__all__ = ["MissingResultError", "Setup", "begin_computing", "build", "evaluate", "run"]
+
+
+class MissingResultError(RuntimeError):
+    """Training was needed but is not allowed here (``LEARNTOLEARN_NO_TRAIN`` is set)."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a config turns into: the method over its objective, the initial parameters, the
+    training task stream, and the table entries it came from."""
+
+    method: Method
+    params: Params
+    tasks: TaskDistribution
+    family: TaskFamily
+    entry: MethodEntry
+
+    @property
+    def objective(self) -> Objective:
+        return self.method.objective
+
+    def prepare(self, batch: TaskBatch) -> TaskBatch:
+        """The batch as the method sees it (the oracle: with the task's amplitude and phase)."""
+        return self.entry.prepare(batch)
+
+
+def begin_computing(
+    device: str | torch.device, missing: str
+) -> tuple[torch.device, dict[str, Any]]:
+    """Before computing anything that is not stored: refuse under ``LEARNTOLEARN_NO_TRAIN``
+    (with the message ``missing``), set up the device, and record the code's git state."""
+    if os.environ.get("LEARNTOLEARN_NO_TRAIN"):
+        raise MissingResultError(missing)
+    dev = resolve_device(device)
+    cpu_numerics(dev)
+    return dev, provenance.git_state()
+
+
+def build(config: ExperimentConfig, device: torch.device) -> Setup:
+    """The config's network (seeded), method and training tasks, on ``device``."""
+    family, entry = FAMILIES[config.tasks], METHODS[config.method]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = family.network(config, entry.extra_inputs).to(device)
+    objective = Objective(model, family.loss)
+    method = entry.build(config, objective)
+    return Setup(method, init_params(model), family.sampler(config, device), family, entry)
+
+
+def run(
+    config: ExperimentConfig,
+    *,
+    device: str | torch.device = "auto",
+    store: ResultStore | None = None,
+    progress: bool = True,
+    checkpoint_every: int = 1000,
+    stop_after: int | None = None,
+) -> Result:
+    """The stored result for ``config``; trains (resuming any checkpoint) when there is none."""
+    store = store or ResultStore()
+    found = store.get(config)
+    if found is not None:
+        return found
+    dev, code = begin_computing(
+        device,
+        f"no stored result for {config.key} in {store.root}, and LEARNTOLEARN_NO_TRAIN is "
+        f"set; run `python -m learntolearn train {config.name} --profile {config.profile}` "
+        "(or `make reproduce`) and commit the new folder under results/",
+    )
+    checkpoint = runs_dir() / f"{config.key}.pt"
+    settings = RunSettings(
+        key=config.key,
+        iterations=config.iterations,
+        seed=config.seed,
+        device=dev,
+        checkpoint=checkpoint,
+        checkpoint_every=min(checkpoint_every, config.iterations),
+        progress=progress,
+        stop_after=stop_after,
+    )
+    store.check_writable()
+    setup = build(config, dev)
+    twin = store.trained_like(config)
+    if twin is not None:  # trained already under another evaluation protocol: evaluate only
+        start = time.perf_counter()
+        params = twin.params(dev)
+        evaluation = evaluate(config, setup, params)
+        record = provenance.collect(dev, time.perf_counter() - start, code)
+        record = {**twin.provenance, "trained_as": twin.key, "evaluation": record}
+        train_metrics = {"train": twin.metrics["train"], "eval": evaluation}
+        return store.save(config, train_metrics, record, params)
+    # A fixed batch of meta-training tasks, from its own generator: the observers and the cost
+    # measurement see the same tasks, and the training stream is untouched.
+    fixed = setup.prepare(
+        setup.tasks.sample(config.meta_batch, torch.Generator(dev).manual_seed(config.seed + 7919))
+    )
+    state = train(
+        setup.method,
+        setup.params,
+        lambda g: setup.prepare(setup.tasks.sample(config.meta_batch, g)),
+        setup.entry.outer(config),
+        settings,
+        setup.entry.observers(config, setup.method, fixed),
+    )
+    if state.iteration < config.iterations:
+        raise InterruptedError(
+            f"{config.key} stopped at iteration {state.iteration}/{config.iterations}; "
+            f"run it again to resume from {checkpoint}"
+        )
+    train_metrics: dict[str, Any] = {"iterations": state.iteration, "history": state.history}
+    train_metrics.update({name: records for name, records in state.observed.items() if records})
+    train_metrics["cost"] = step_cost(setup.method.loss, state.params, fixed)
+    metrics = {"train": train_metrics, "eval": evaluate(config, setup, state.params)}
+    result = store.save(
+        config, metrics, provenance.collect(dev, state.wall_time_s, code), state.params
+    )
+    checkpoint.unlink(missing_ok=True)
+    return result

@@ -1,0 +1,129 @@
+"""The task-family table: for each family of tasks, its network, loss, training sampler and
+fixed test sets with their score. Adding a family is one entry here (and its data module).
+
+* ``sinusoid``: regression of A·sin(x − φ) (MAML Sec. 5.1), MSE; two test sets, support points
+  anywhere in [−5, 5] (``full``) or all in [−5, 0] (``half``, Fig. 2).
+* ``omniglot``: N-way K-shot classification (MAML Sec. 5.2, the Vinyals split), accuracy; one
+  test set per K, scored with transductive batch norm (the query batch's statistics, as MAML's
+  code) and non-transductive (the support set's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from learntolearn.data.omniglot import OmniglotTasks, load_omniglot
+from learntolearn.data.omniglot import fixed_tasks as fixed_omniglot
+from learntolearn.data.sinusoid import SinusoidTasks
+from learntolearn.data.sinusoid import fixed_tasks as fixed_sinusoids
+from learntolearn.models.networks import MLP, ConvNet, FCNet
+from learntolearn.objective import MODES, TaskLoss, accuracy, cross_entropy, mse
+from learntolearn.tasks import TaskBatch, TaskDistribution
+
+if TYPE_CHECKING:
+    from learntolearn.experiments.config import ExperimentConfig
+
+__all__ = ["FAMILIES", "TaskFamily", "TestSet"]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """Fixed test tasks with ``shots`` support examples (per class), fine-tuned with step size
+    ``lr``; ``keys`` maps each metric key the results store uses to the batch-norm mode it
+    scores. ``tasks()`` builds the tasks (seeded, on the CPU) in one or more parts."""
+
+    shots: int
+    lr: float
+    tasks: Callable[[], Sequence[TaskBatch]]
+    keys: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """One family of tasks, as every method meets it."""
+
+    network: Callable[[ExperimentConfig, int], nn.Module]  # (config, extra input features)
+    loss: TaskLoss
+    score: TaskLoss  # one test task's score of the query predictions
+    metric: str  # the score's name in the stored metrics
+    sampler: Callable[[ExperimentConfig, torch.device], TaskDistribution]
+    test_sets: Callable[[ExperimentConfig], list[TestSet]]
+    chunk: int | None = None  # test tasks adapted at once (memory and speed; same results)
+
+
+def _mlp(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
+    assert c.hidden is not None
+    return MLP((1 + extra_inputs, *c.hidden, 1))
+
+
+def _sinusoid_tests(c: ExperimentConfig) -> list[TestSet]:
+    def tasks(k: int, half: bool) -> Callable[[], Sequence[TaskBatch]]:
+        return lambda: [
+            fixed_sinusoids(
+                k, num_tasks=c.eval_tasks, k_query=c.eval_query, seed=c.eval_seed, half=half
+            )
+        ]
+
+    return [
+        TestSet(k, lr, tasks(k, half), {region: "transductive"})
+        for region, half in (("full", False), ("half", True))
+        for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True)
+    ]
+
+
+def _classifier(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
+    assert c.n_way is not None and extra_inputs == 0
+    if c.model == "fc":
+        return FCNet(c.n_way)
+    return ConvNet(c.n_way, pool=c.model == "conv-pool")
+
+
+def _omniglot_train(c: ExperimentConfig, device: torch.device) -> TaskDistribution:
+    assert c.n_way is not None
+    return OmniglotTasks(
+        load_omniglot(), "train", n_way=c.n_way, k_shot=c.k_shot, k_query=c.k_query, device=device
+    )
+
+
+def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
+    assert c.n_way is not None
+    n_way = c.n_way
+
+    def tasks(k: int) -> Callable[[], Sequence[TaskBatch]]:
+        return lambda: fixed_omniglot(
+            load_omniglot(),
+            n_way=n_way,
+            k_shot=k,
+            k_query=c.eval_query,
+            num_tasks=c.eval_tasks,
+            seed=c.eval_seed,
+        )
+
+    modes = {m: m for m in MODES}
+    return [TestSet(k, lr, tasks(k), modes) for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True)]
+
+
+FAMILIES: dict[str, TaskFamily] = {
+    "sinusoid": TaskFamily(
+        network=_mlp,
+        loss=mse,
+        score=mse,
+        metric="mse",
+        sampler=lambda c, _: SinusoidTasks(c.k_shot, c.k_query),
+        test_sets=_sinusoid_tests,
+    ),
+    "omniglot": TaskFamily(
+        network=_classifier,
+        loss=cross_entropy,
+        score=accuracy,
+        metric="accuracy",
+        sampler=_omniglot_train,
+        test_sets=_omniglot_tests,
+        chunk=25,
+    ),
+}

@@ -1,0 +1,1 @@
+"""The networks the methods adapt: pure functions of a parameter dictionary."""

@@ -1,0 +1,1 @@
+"""What the book shows: tables, figures, published numbers, chapter execution and helpers."""
