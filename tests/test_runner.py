@@ -255,3 +255,24 @@ def test_profiles_can_leave_out_experiments_with_a_reason():
     assert all(len(why) > 20 for why in NOT_RUN["cpu"].values())
     with pytest.raises(ConfigError, match="unknown chapter"):
         chapter_experiments("99_nope", "cpu")
+
+
+def test_chapter_helper_and_result_accessors():
+    from learntolearn.reporting.chapter import Chapter
+
+    chapter = Chapter.load("01_meta_learning", "smoke", device="cpu")
+    oracle = chapter.results["sinusoid/oracle"]
+    assert oracle.curve("full") is oracle.metrics["eval"]["full"]["5"]
+    assert oracle.curve("half", 20) is oracle.metrics["eval"]["half"]["20"]
+    assert oracle.reported_step == 0 and "saved_bytes" in chapter.results["sinusoid/maml-k5"].cost
+    table = chapter.runs_table({"iterations": lambda c, r: c.iterations}, caption="runs")
+    assert str(table).splitlines()[1].split() == [
+        "experiment",
+        "iterations",
+        "device",
+        "wall",
+        "time",
+    ]
+    assert chapter.not_run() == "every setting was run"
+    third = Chapter("03_first_order", "cpu", {}, {})
+    assert "not run at this profile: omniglot/maml-20w5s" in third.not_run()

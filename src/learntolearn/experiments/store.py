@@ -44,6 +44,23 @@ class Result:
     def key(self) -> str:
         return self.config.key
 
+    def curve(self, key: str, shots: int | None = None) -> dict[str, Any]:
+        """The stored fine-tuning curve under metric ``key`` (a batch-norm mode, or a sinusoid
+        region) for ``shots`` support examples (default: the first of ``eval_shots``)."""
+        k = self.config.eval_shots[0] if shots is None else shots
+        return self.metrics["eval"][key][str(k)]
+
+    @property
+    def reported_step(self) -> int:
+        """The adaptation step the papers report (``test_steps``; else the last one)."""
+        c = self.config
+        return c.test_steps if c.test_steps is not None else c.eval_steps
+
+    @property
+    def cost(self) -> dict[str, float]:
+        """Wall time and saved memory of one meta-iteration, measured at the end of training."""
+        return self.metrics["train"]["cost"]
+
     def params(self, device: str | torch.device = "cpu") -> Params:
         """The trained parameters (plain tensors, no grad), after checking the checksum."""
         _verify_model(self.path, self.metrics)
