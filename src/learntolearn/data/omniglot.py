@@ -23,16 +23,14 @@ with nearest neighbour.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import re
-import urllib.request
 import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,8 +38,16 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from learntolearn.io import atomic_write, load_tensors, save_tensors
-from learntolearn.paths import cache_dir, data_dir
+from learntolearn.data.verified import (
+    REMEDY,
+    DataError,
+    MissingDataError,
+    check_digest,
+    is_unsafe,
+    locate,
+)
+from learntolearn.io import load_tensors, save_tensors
+from learntolearn.paths import cache_dir
 from learntolearn.tasks import TaskBatch
 
 __all__ = [
@@ -74,18 +80,6 @@ _CACHE_FORMAT = "omniglot28-v1"
 _SPLIT_LINE = re.compile(r"([^/\s]+/character\d+)/rot(000|090|180|270)")
 # What decoding one member can raise: a bad CRC or stream, or a broken or unexpected PNG.
 _DECODE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, SyntaxError, ValueError)
-_REMEDY = (
-    "Delete the file if it is a download in the cache folder (it is fetched again), "
-    "or point LEARNTOLEARN_DATA at a folder holding a good copy."
-)
-
-
-class DataError(RuntimeError):
-    """A data file is damaged, unsafe or does not match what was expected."""
-
-
-class MissingDataError(DataError, FileNotFoundError):
-    """A data file is in none of the searched folders and was not (or could not be) downloaded."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,102 +94,15 @@ class Omniglot:
     characters: list[str]
 
 
-def _folders() -> list[Path]:
-    """The folders searched, in order: the read-only data folder, then the cache."""
-    return list(dict.fromkeys([data_dir() / "omniglot", cache_dir() / "omniglot"]))
-
-
-def _download(url: str, dest: Path, md5: str | None) -> None:
-    """Fetch ``url`` to ``dest`` atomically, checking the MD5 before the file appears."""
-
-    def write(tmp: Path) -> None:
-        digest = hashlib.md5(usedforsecurity=False)
-        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as fh:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
-                while chunk := resp.read(1 << 16):
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        if md5 is not None and digest.hexdigest() != md5:
-            raise DataError(
-                f"downloaded {url} has MD5 {digest.hexdigest()}, expected {md5}: the download is "
-                "damaged or the upstream file changed; nothing was saved"
-            )
-
-    atomic_write(dest, write)
-
-
-def _locate(relpath: str, url: str, md5: str | None, download: bool) -> Path:
-    """Find ``omniglot/<relpath>`` in the data folder, then the cache, else download it."""
-    folders = _folders()
-    for folder in folders:
-        if (folder / relpath).is_file():
-            return folder / relpath
-    searched = ", ".join(str(f / relpath) for f in folders)
-    hint = f"Set LEARNTOLEARN_DATA to a folder holding omniglot/{relpath}"
-    if not download:
-        raise MissingDataError(
-            f"Omniglot file {relpath} not found; searched {searched}. {hint}, or allow the "
-            f"download from {url} (download=True)"
-        )
-    dest = folders[-1] / relpath
-    try:
-        _download(url, dest, md5)
-    except OSError as err:  # offline, HTTP error, full disk
-        raise MissingDataError(
-            f"Omniglot file {relpath} not found (searched {searched}) and downloading {url} "
-            f"failed: {err}. {hint}, or put the file at {dest}"
-        ) from err
-    return dest
-
-
-def _check_digest(path: Path, md5: str) -> str:
-    """Verify ``path`` against ``SHA256SUMS`` beside it if that lists it, else the official MD5.
-
-    Returns the file's SHA-256, the key under which the decoded cache remembers its sources.
-    """
-    sha, md = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-            md.update(chunk)
-    sums = path.parent / "SHA256SUMS"
-    listed: dict[str, str] = {}
-    if sums.is_file():
-        for line in sums.read_text().splitlines():
-            digest, _, name = line.strip().partition(" ")
-            listed[name.strip().lstrip("*")] = digest.lower()
-    if path.name in listed:
-        if sha.hexdigest() != listed[path.name]:
-            raise DataError(
-                f"{path} has SHA-256 {sha.hexdigest()} but {sums} lists {listed[path.name]}: "
-                f"the file is damaged or was replaced. {_REMEDY}"
-            )
-    elif md.hexdigest() != md5:
-        raise DataError(
-            f"{path} has MD5 {md.hexdigest()}, not the official {md5}, and no SHA256SUMS beside "
-            f"it lists the file, so it cannot be verified. {_REMEDY}"
-        )
-    return sha.hexdigest()
-
-
-def _is_unsafe(info: zipfile.ZipInfo) -> bool:
-    name = info.filename
-    is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-    absolute = name.startswith("/") or re.match(r"[A-Za-z]:", name) is not None
-    return is_link or absolute or "\\" in name or ".." in PurePosixPath(name).parts
-
-
 def _index(zf: zipfile.ZipFile, path: Path, root: str, count: int) -> dict[str, list[str]]:
     """Character -> its 20 member names, after checking every member name and the counts."""
     pattern = re.compile(rf"{re.escape(root)}/([^/]+/character\d+)/\d+_\d+\.png")
     members: dict[str, list[str]] = {}
     for info in zf.infolist():
-        if _is_unsafe(info):
+        if is_unsafe(info):
             raise DataError(
                 f"refusing {path}: member {info.filename!r} is an absolute path, leaves the "
-                f"archive (..) or is a symbolic link. {_REMEDY}"
+                f"archive (..) or is a symbolic link. {REMEDY}"
             )
         if info.file_size > _MAX_MEMBER_BYTES:
             raise DataError(f"refusing {path}: member {info.filename!r} is {info.file_size} bytes")
@@ -204,7 +111,7 @@ def _index(zf: zipfile.ZipFile, path: Path, root: str, count: int) -> dict[str, 
             members.setdefault(match[1], []).append(info.filename)
     found = sum(len(v) for v in members.values())
     if found != count:
-        raise DataError(f"{path} holds {found} images under {root}/, expected {count}. {_REMEDY}")
+        raise DataError(f"{path} holds {found} images under {root}/, expected {count}. {REMEDY}")
     for character, names in members.items():
         if len(names) != _DRAWINGS:
             raise DataError(f"{path}: {character} has {len(names)} drawings, expected {_DRAWINGS}")
@@ -228,7 +135,7 @@ def _build(archives: dict[str, Path], download: bool) -> Omniglot:
                 zf = stack.enter_context(zipfile.ZipFile(path))
             except (zipfile.BadZipFile, OSError) as err:
                 raise DataError(
-                    f"cannot open {path} ({err}): it is truncated or damaged. {_REMEDY}"
+                    f"cannot open {path} ({err}): it is truncated or damaged. {REMEDY}"
                 ) from err
             for character, names in _index(zf, path, root, _ARCHIVES[root][1]).items():
                 if character in where:
@@ -239,7 +146,7 @@ def _build(archives: dict[str, Path], download: bool) -> Omniglot:
             if missing:
                 raise DataError(
                     f"the Vinyals {split} split names {len(missing)} characters missing from the "
-                    f"archives, e.g. {sorted(missing)[0]}. {_REMEDY}"
+                    f"archives, e.g. {sorted(missing)[0]}. {REMEDY}"
                 )
         characters = sorted(where)
         images = np.empty((len(characters), _DRAWINGS, _SIZE, _SIZE), dtype=np.uint8)
@@ -253,7 +160,7 @@ def _build(archives: dict[str, Path], download: bool) -> Omniglot:
                     except (*_DECODE_ERRORS, Image.DecompressionBombError) as err:
                         raise DataError(
                             f"{path}: member {name} is damaged ({type(err).__name__}: {err}). "
-                            f"{_REMEDY}"
+                            f"{REMEDY}"
                         ) from err
                 bar.update(_DRAWINGS)
     return Omniglot(torch.from_numpy(images), characters)
@@ -297,9 +204,9 @@ def load_omniglot(*, download: bool = True) -> Omniglot:
     archives: dict[str, Path] = {}
     sources: dict[str, str] = {}
     for root, (md5, _) in _ARCHIVES.items():
-        path = _locate(f"{root}.zip", _ZIP_URL.format(name=root), md5, download)
+        path = locate("omniglot", f"{root}.zip", _ZIP_URL.format(name=root), md5, download)
         archives[root] = path
-        sources[path.name] = _check_digest(path, md5)
+        sources[path.name] = check_digest(path, md5)
     cache = cache_dir() / "omniglot" / f"{_CACHE_FORMAT}.pt"
     data = _load_cache(cache, sources)
     if data is None:
@@ -318,7 +225,7 @@ def vinyals_split(name: str, *, download: bool = True) -> list[tuple[str, int]]:
     """
     if name not in _SPLIT_CLASSES:
         raise ValueError(f"unknown Vinyals split {name!r}; valid: {', '.join(_SPLIT_CLASSES)}")
-    path = _locate(f"splits/vinyals/{name}.txt", _SPLIT_URL.format(name=name), None, download)
+    path = locate("omniglot", f"splits/vinyals/{name}.txt", _SPLIT_URL.format(name=name), None, download)
     classes: list[tuple[str, int]] = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         match = _SPLIT_LINE.fullmatch(line.strip())
@@ -328,7 +235,7 @@ def vinyals_split(name: str, *, download: bool = True) -> list[tuple[str, int]]:
     if len(classes) != _SPLIT_CLASSES[name] or len(set(classes)) != len(classes):
         raise DataError(
             f"{path} lists {len(classes)} classes ({len(set(classes))} distinct), expected "
-            f"{_SPLIT_CLASSES[name]}: it is truncated or damaged. {_REMEDY}"
+            f"{_SPLIT_CLASSES[name]}: it is truncated or damaged. {REMEDY}"
         )
     return classes
 

@@ -34,27 +34,40 @@ def curve_with_band(
 
 
 def show_tasks(batch: TaskBatch, *, n_way: int, k_shot: int, query_per_class: int = 1) -> Figure:
-    """One row per task: the N·K support images, then one query image per class, labelled."""
+    """One row per task: its N·K support images, then ``query_per_class`` query images per
+    class, each tiled with ``torchvision.utils.make_grid`` and labelled with its class."""
     import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
 
-    b = batch.num_tasks
-    cols = n_way * k_shot + n_way * query_per_class
-    fig, axes = plt.subplots(b, cols, figsize=(0.75 * cols, 0.95 * b), squeeze=False)
+    b, pad = batch.num_tasks, 2
     q_total = batch.x_query.shape[1] // n_way
+    q_index = [c * q_total + j for c in range(n_way) for j in range(query_per_class)]
+    n_support, n_query = n_way * k_shot, len(q_index)
+    fig, axes = plt.subplots(
+        b,
+        2,
+        figsize=(0.62 * (n_support + n_query) + 0.6, 0.85 * b + 0.3),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [n_support, n_query]},
+    )
     for t in range(b):
-        q_index = [c * q_total + j for c in range(n_way) for j in range(query_per_class)]
-        images = [*batch.x_support[t], *batch.x_query[t, q_index]]
-        labels = [*batch.y_support[t].tolist(), *batch.y_query[t, q_index].tolist()]
-        for i, (ax, img, lab) in enumerate(zip(axes[t], images, labels, strict=True)):
-            ax.imshow(img.squeeze(0).cpu(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
+        parts = (
+            (batch.x_support[t], batch.y_support[t], "tab:blue"),
+            (batch.x_query[t, q_index], batch.y_query[t, q_index], "tab:orange"),
+        )
+        for ax, (images, labels, color) in zip(axes[t], parts, strict=True):
+            grid = make_grid(images.cpu(), nrow=len(images), padding=pad, pad_value=1.0)
+            ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)
+            size = images.shape[-1] + pad
+            ax.set_xticks([pad + size * i + size / 2 - pad / 2 for i in range(len(images))])
+            ax.set_xticklabels([str(v) for v in labels.tolist()], fontsize=9)
+            ax.tick_params(length=0, pad=1)
             ax.set_yticks([])
-            ax.set_xlabel(str(lab), fontsize=7, labelpad=1)
             for spine in ax.spines.values():
-                spine.set_edgecolor("tab:blue" if i < n_way * k_shot else "tab:orange")
-                spine.set_linewidth(1.5)
-        axes[t, 0].set_ylabel(f"task {t + 1}", fontsize=8)
-    axes[0, 0].set_title("support set (blue)", fontsize=8, loc="left")
-    axes[0, n_way * k_shot].set_title("query set (orange)", fontsize=8, loc="left")
+                spine.set_edgecolor(color)
+                spine.set_linewidth(2)
+        axes[t, 0].set_ylabel(f"task {t + 1}", fontsize=9)
+    axes[0, 0].set_title("support set (class labels below)", fontsize=10, loc="left")
+    axes[0, 1].set_title("query set", fontsize=10, loc="left")
     fig.tight_layout(pad=0.3)
     return fig
