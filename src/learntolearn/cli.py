@@ -174,16 +174,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("experiments", nargs="+", metavar="NAME|CONFIG.json")
         return p
 
+    def training_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--checkpoint-every",
+            type=_positive,
+            default=1000,
+            metavar="N",
+            help="write a resumable checkpoint every N iterations (N >= 1)",
+        )
+
     p = add("train", "train (or load) experiments, store and print their results", experiments=True)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--checkpoint-every",
-        type=_positive,
-        default=1000,
-        metavar="N",
-        help="write a resumable checkpoint every N iterations (N >= 1)",
-    )
+    training_options(p)
     p.set_defaults(func=_cmd_train)
     p = add("evaluate", "re-evaluate stored results on the fixed test tasks", experiments=True)
     p.add_argument("--device", default="auto")
@@ -207,15 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p = add("reproduce", "train every experiment of the chapters that is missing")
     p.add_argument("--chapter", action="append", choices=sorted(CHAPTERS))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument(
-        "--checkpoint-every",
-        type=_positive,
-        default=1000,
-        metavar="N",
-        help="write a resumable checkpoint every N iterations (N >= 1)",
-    )
+    training_options(p)
     p.set_defaults(func=_cmd_reproduce)
     p = add(
         "notebook",

@@ -171,25 +171,50 @@ def _sinusoid_reptile(profile: str) -> ExperimentConfig:
 
 OMNIGLOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
 
-_REGISTRY: dict[str, Callable[[str], ExperimentConfig]] = {
+
+def _omniglot_budget(n_way: int, reptile: bool = False) -> str:
+    """The profile overrides an Omniglot experiment takes (20-way runs cost more per step)."""
+    return ("reptile-" if reptile else "") + ("omniglot" if n_way == 5 else "omniglot-20way")
+
+
+# Name -> (its profile overrides in _PROFILE_OVERRIDES, the config under a profile).
+_REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
     **{
-        f"omniglot/{'fomaml' if fo else 'maml'}-{n}w{k}s": _omniglot(n, k, fo)
+        f"omniglot/{'fomaml' if fo else 'maml'}-{n}w{k}s": (
+            _omniglot_budget(n),
+            _omniglot(n, k, fo),
+        )
         for n, k in OMNIGLOT_SETTINGS
         for fo in (False, True)
     },
-    **{f"omniglot/anil-{n}w{k}s": _omniglot(n, k, False, True) for n, k in OMNIGLOT_SETTINGS},
-    **{f"omniglot/reptile-{n}w{k}s": _omniglot_reptile(n, k) for n, k in OMNIGLOT_SETTINGS},
-    "omniglot/reptile-5w1s-k1": _omniglot_reptile(5, 1, inner_steps=1),
-    **{f"sinusoid/maml-k{k}": _sinusoid_maml(k) for k in (5, 10, 20)},
-    "sinusoid/reptile": _sinusoid_reptile,
+    **{
+        f"omniglot/anil-{n}w{k}s": (_omniglot_budget(n), _omniglot(n, k, False, True))
+        for n, k in OMNIGLOT_SETTINGS
+    },
+    **{
+        f"omniglot/reptile-{n}w{k}s": (_omniglot_budget(n, True), _omniglot_reptile(n, k))
+        for n, k in OMNIGLOT_SETTINGS
+    },
+    "omniglot/reptile-5w1s-k1": ("reptile-omniglot", _omniglot_reptile(5, 1, inner_steps=1)),
+    **{f"sinusoid/maml-k{k}": ("sinusoid", _sinusoid_maml(k)) for k in (5, 10, 20)},
+    "sinusoid/reptile": ("reptile-sinusoid", _sinusoid_reptile),
     # Pretraining on all tasks, fine-tuned at test time with the step sizes of Fig. 3's legend
     # (0.01 for K = 5, 0.02 for K = 10 and 20).
-    "sinusoid/pretrain": lambda profile: ExperimentConfig(
-        name="sinusoid/pretrain", method="pretrain", profile=profile, eval_lrs=(0.01, 0.02, 0.02)
+    "sinusoid/pretrain": (
+        "sinusoid",
+        lambda profile: ExperimentConfig(
+            name="sinusoid/pretrain",
+            method="pretrain",
+            profile=profile,
+            eval_lrs=(0.01, 0.02, 0.02),
+        ),
     ),
     # The oracle receives amplitude and phase as extra inputs; it is not fine-tuned.
-    "sinusoid/oracle": lambda profile: ExperimentConfig(
-        name="sinusoid/oracle", method="oracle", profile=profile, eval_steps=0
+    "sinusoid/oracle": (
+        "sinusoid",
+        lambda profile: ExperimentConfig(
+            name="sinusoid/oracle", method="oracle", profile=profile, eval_steps=0
+        ),
     ),
 }
 
@@ -260,8 +285,5 @@ def experiment(name: str, profile: str = "paper") -> ExperimentConfig:
         raise ConfigError(f"unknown experiment {name!r}; known experiments: {names()}")
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; use one of {PROFILES}")
-    config = _REGISTRY[name](profile)
-    family = "omniglot-20way" if config.n_way == 20 else config.tasks
-    if config.method == "reptile":
-        family = f"reptile-{family}"
-    return config.with_(**_PROFILE_OVERRIDES[family][profile])
+    budget, make = _REGISTRY[name]
+    return make(profile).with_(**_PROFILE_OVERRIDES[budget][profile])
