@@ -128,7 +128,7 @@ def reference_gradient(
             partial(objective.single, x=xs, y=ys),
             steps=steps,
             lr=INNER_LR,
-            only=only,
+            adapted=only,
             differentiable=False,
         )
         adapted = {k: v.detach() for k, v in adapted.items()}

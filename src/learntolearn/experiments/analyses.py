@@ -28,7 +28,7 @@ from learntolearn.experiments.config import ExperimentConfig
 from learntolearn.experiments.evaluation import test_chunks
 from learntolearn.experiments.runner import Setup, begin_computing, build, run
 from learntolearn.experiments.store import ResultStore
-from learntolearn.methods.anil import head_names
+from learntolearn.methods.anil import HEAD
 from learntolearn.methods.inner_loop import SGD, adapt
 from learntolearn.methods.maml import MAML
 from learntolearn.objective import MODES, Params, expand_params
@@ -89,14 +89,14 @@ def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> di
     nil: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
     head_only: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
     # the same method with its inner loop on the head alone (for ANIL, its evaluation already)
-    frozen_body = replace(method, adapted=head_names(params)) if method.adapted is None else None
+    frozen_body = replace(method, adapted=HEAD) if method.adapted is None else None
     for b in test_chunks(setup, test.tasks(), device):
         adapted = adapt(
             expand_params(params, b.num_tasks),
             lambda p, _, b=b: setup.objective.batched(p, b.x_support, b.y_support),
             steps=config.test_steps,
             rule=SGD(test.lr),
-            only=method.adapted,
+            adapted=method.adapted,
             differentiable=False,
         )
         for layer, s in zip(

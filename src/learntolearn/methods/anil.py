@@ -14,17 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from learntolearn.methods.maml import MAML
-from learntolearn.objective import Params
 
-__all__ = ["ANIL", "HEAD", "head_names"]
+__all__ = ["ANIL", "HEAD"]
 
 HEAD = ("head.weight", "head.bias")
-"""The head of the book's classifiers (``ConvNet.head``, ``FCNet.head``)."""
-
-
-def head_names(params: Params) -> tuple[str, ...]:
-    """The parameters of the classifier's last layer: what ANIL adapts (Sec. 4)."""
-    return tuple(k for k in params if k.startswith("head."))
+"""The classifier's last layer in the book's networks (``ConvNet.head``, ``FCNet.head``): what
+ANIL adapts (Sec. 4)."""
 
 
 @dataclass(frozen=True)

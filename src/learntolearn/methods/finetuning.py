@@ -28,15 +28,15 @@ def finetune_predictions(
     *,
     steps: int,
     rule: UpdateRule,
-    only: Collection[str] | None = None,
+    adapted: Collection[str] | None = None,
     modes: Sequence[str] = ("transductive",),
 ) -> dict[str, Tensor]:
     """Query predictions after 0..``steps`` steps of ``rule`` on each task's support set.
 
     Returns, for each batch-norm mode of ``modes`` (see :meth:`Objective.in_mode`), a tensor
     ``[steps+1, B, Q, ...]``. Both modes adapt on the support set alone, normalised by its own
-    statistics, so they share one trajectory; only the query predictions differ. ``only``
-    adapts those parameters alone (ANIL's head, or a frozen body).
+    statistics, so they share one trajectory; only the query predictions differ. ``adapted``
+    names the parameters that adapt (ANIL's head, or a frozen body; None: all).
     """
     objectives = {m: objective.in_mode(m) for m in modes}
     out: dict[str, list[Tensor]] = {m: [] for m in modes}
@@ -52,7 +52,7 @@ def finetune_predictions(
         lambda p, _: objective.batched(p, batch.x_support, batch.y_support),
         steps=steps,
         rule=rule,
-        only=only,
+        adapted=adapted,
         differentiable=False,
         trace=record,
     )

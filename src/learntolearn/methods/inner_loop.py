@@ -64,7 +64,7 @@ def adapt(
     *,
     steps: int,
     rule: UpdateRule,
-    only: Collection[str] | None = None,
+    adapted: Collection[str] | None = None,
     first_order: bool = False,
     differentiable: bool = True,
     trace: Callable[[int, Params], None] | None = None,
@@ -73,16 +73,18 @@ def adapt(
 
     ``params`` may carry a task dimension; the per-task losses are summed before
     differentiating, which gives every task its own gradient because tasks share no weights.
-    ``only`` names the parameters that adapt (ANIL: the head); the rest stay as they are.
+    ``adapted`` names the parameters that adapt (ANIL: the head; None: all); the rest stay.
     ``differentiable=False`` (evaluation, Reptile) keeps no graph at all; ``first_order=True``
     keeps the graph of θ' = θ − α g but treats g as a constant. ``trace(step, params)`` sees the
     parameters before the first and after every step.
     """
     if steps < 0:
         raise ValueError(f"inner steps must be >= 0, got {steps}")
-    names = list(params) if only is None else [k for k in params if k in only]
-    if only is not None and len(names) != len(set(only)):
-        raise ValueError(f"only={sorted(only)} names parameters the model lacks: {list(params)}")
+    names = list(params) if adapted is None else [k for k in params if k in adapted]
+    if adapted is not None and len(names) != len(set(adapted)):
+        raise ValueError(
+            f"adapted={sorted(adapted)} names parameters the model lacks: {list(params)}"
+        )
     # Under torch.no_grad() nothing can be differentiated through, whatever was asked for.
     differentiable = differentiable and torch.is_grad_enabled()
     create_graph = differentiable and not first_order
@@ -117,7 +119,7 @@ def inner_sgd(
     *,
     steps: int,
     lr: float,
-    only: Collection[str] | None = None,
+    adapted: Collection[str] | None = None,
     first_order: bool = False,
     differentiable: bool = True,
     trace: Callable[[int, Params], None] | None = None,
@@ -128,7 +130,7 @@ def inner_sgd(
         lambda p, _: support_loss(p),
         steps=steps,
         rule=SGD(lr),
-        only=only,
+        adapted=adapted,
         first_order=first_order,
         differentiable=differentiable,
         trace=trace,

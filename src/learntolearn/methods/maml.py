@@ -46,7 +46,7 @@ class MAML:
             lambda p: loss(p, xs, ys),
             steps=self.inner_steps,
             lr=self.inner_lr,
-            only=self.adapted,
+            adapted=self.adapted,
             first_order=self.first_order,
         )
         return loss(adapted, xq, yq, xs)
@@ -64,5 +64,11 @@ class MAML:
         """Test time (Sec. 5): ``steps`` steps of SGD with step size ``lr`` on the support set,
         adapting what the inner loop adapts."""
         return finetune_predictions(
-            self.objective, params, batch, steps=steps, rule=SGD(lr), only=self.adapted, modes=modes
+            self.objective,
+            params,
+            batch,
+            steps=steps,
+            rule=SGD(lr),
+            adapted=self.adapted,
+            modes=modes,
         )

@@ -58,9 +58,14 @@ class Chapter:
         ]
         return "\n".join(lines) or "every setting was run"
 
-    def runs_table(self, columns: Mapping[str, Column], caption: str) -> Table:
-        """A row per run: ``columns`` (header → value of a config and its result), then the
-        device and the training wall time every runs table ends with."""
+    def runs_table(
+        self,
+        columns: Mapping[str, Column],
+        caption: str,
+        where: Callable[[ExperimentConfig], bool] = lambda c: True,
+    ) -> Table:
+        """A row per run (those ``where`` accepts): ``columns`` (header → value of a config and
+        its result), then the device and the training wall time every runs table ends with."""
         rows = [
             [
                 n,
@@ -69,5 +74,6 @@ class Chapter:
                 f"{self.results[n].provenance['wall_time_s'] / 60:.1f} min",
             ]
             for n, c in self.configs.items()
+            if where(c)
         ]
         return Table(["experiment", *columns, "device", "wall time"], rows, caption=caption)
