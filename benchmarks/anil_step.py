@@ -21,8 +21,9 @@ import time
 import torch
 
 from learntolearn.analysis.meta_gradients import step_cost
+from learntolearn.experiments.device import cpu_numerics, resolve_device
 from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.runner import build, cpu_numerics, resolve_device
+from learntolearn.experiments.runner import build
 
 
 def main() -> None:
@@ -47,14 +48,14 @@ def main() -> None:
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             start = time.perf_counter()
-            s.learner.loss(params, batch).backward()
+            s.method.loss(params, batch).backward()
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             if r:
                 times[m].append(time.perf_counter() - start)
     ratio = statistics.median(a / b for a, b in zip(times["maml"], times["anil"], strict=True))
     saved = {
-        m: step_cost(s.learner.loss, s.params, batch, repeats=1)["saved_bytes"]
+        m: step_cost(s.method.loss, s.params, batch, repeats=1)["saved_bytes"]
         for m, s in setups.items()
     }
     ms = {m: f"{1000 * statistics.median(t):.0f}" for m, t in times.items()}

@@ -10,8 +10,9 @@ convolutional network (``ConvNet(n_way, pool=False)``) and its hyperparameters:
 
 Methods (all on the same network initialisation, the same task batches, the same settings):
 
-- ``ours MAML-2 batched`` (this library): :class:`learntolearn.maml.MAML`, second order, tasks
-  mapped with ``vmap`` (the fast path); ``ours MAML-1 batched``: the same, ``first_order=True``.
+- ``ours MAML-2 batched`` (this library): :class:`learntolearn.methods.maml.MAML`, second order,
+  tasks mapped with ``vmap`` (the fast path); ``ours MAML-1 batched``: the same,
+  ``first_order=True``.
 - ``ours MAML-2 loop``: the library's unbatched reference path (a Python loop over tasks).
 - ``higher MAML-2``: the canonical loop of ``higher`` (Grefenstette et al., 2019,
   github.com/facebookresearch/higher, examples/maml-omniglot.py): per task
@@ -37,8 +38,9 @@ median and interquartile range of ms/iteration, and ratios as the median over ro
 per-round ratio (paired, so robust to drifting load). On CUDA every iteration is bracketed by
 ``torch.cuda.synchronize()`` and the peak memory allocated during an iteration (above what was
 allocated before it) is reported; on CPU memory is not measured. Task sampling is not timed.
-On the CPU every method runs under the library's CPU settings (``runner.cpu_numerics``: one
-intra-op thread, denormals flushed); ``--threads`` overrides the thread count for all of them.
+On the CPU every method runs under the library's CPU settings
+(``experiments.device.cpu_numerics``: one intra-op thread, denormals flushed); ``--threads``
+overrides the thread count for all of them.
 
 Run: ``python benchmarks/maml_step.py --setting 5w1s --device auto`` (``--help`` for more).
 Progress goes to stderr; stdout carries the gradient check and the table (Markdown).
@@ -63,8 +65,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from learntolearn.experiments.device import cpu_numerics, resolve_device
 from learntolearn.experiments.provenance import device_name, git_state
-from learntolearn.experiments.runner import cpu_numerics, resolve_device
 from learntolearn.methods.maml import MAML
 from learntolearn.models.networks import ConvNet
 from learntolearn.objective import Objective, cross_entropy, init_params

@@ -154,7 +154,6 @@ def test_a_toy_method_takes_one_file_and_one_table_entry(tmp_path, monkeypatch):
 
     entry = method_table.MethodEntry(families=("sinusoid",), build=lambda c, o: NearestMean(o))
     monkeypatch.setitem(method_table.METHODS, "nearest-mean", entry)
-    monkeypatch.setattr("learntolearn.experiments.config.METHODS", tuple(method_table.METHODS))
     monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
     cfg = ExperimentConfig(
         name="toy/nearest-mean",

@@ -44,18 +44,30 @@ def image_tasks(num_tasks: int, n_way: int = 5, seed: int = 0) -> TaskBatch:
     return TaskBatch(x[:, :n_way], y[:, :n_way], x[:, n_way:], y[:, n_way:])
 
 
-# 1. the stored per-step memory is counted the same every time
-@pytest.mark.parametrize("first_order", [True, False])
-def test_saved_bytes_is_deterministic(first_order):
+# 1. the stored per-step memory is counted the same every time, and counts every storage
+def every_saved_storage(loss, params, batch) -> float:
+    """An independent count: keep every packed tensor alive, then add up distinct storages."""
+    kept = []
+    leaf = {k: v.detach().requires_grad_() for k, v in params.items()}
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        loss(leaf, batch).backward()
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in kept}
+    return float(sum(storages.values()))
+
+
+@pytest.mark.parametrize("method", ["fomaml", "reptile"])
+def test_saved_bytes_is_deterministic(method):
     torch.manual_seed(0)
     net = ConvNet(5)
     objective = Objective(net, cross_entropy)
     params, batch = init_params(net), image_tasks(8)
-    maml = MAML(objective, 0.4, 1, first_order)
-    counts = {step_cost(maml.loss, params, batch, repeats=1)["saved_bytes"] for _ in range(4)}
-    reptile = Reptile(objective, Adam(1e-3), 5, 10)
-    counts_r = {step_cost(reptile.loss, params, batch, repeats=1)["saved_bytes"] for _ in range(4)}
-    assert len(counts) == 1 and len(counts_r) == 1
+    learner = (
+        MAML(objective, 0.4, 1, True)
+        if method == "fomaml"
+        else Reptile(objective, Adam(1e-3), 5, 10)
+    )
+    counts = {step_cost(learner.loss, params, batch, repeats=1)["saved_bytes"] for _ in range(4)}
+    assert counts == {every_saved_storage(learner.loss, params, batch)}
 
 
 # 2. diverged training is refused, and nothing invalid is written
@@ -94,6 +106,16 @@ def test_compare_tells_bitwise_tolerable_and_real_differences():
     assert not verdict.bitwise and verdict.ok and "within tolerance" in str(verdict)
     far = {"transductive": {"1": {**curve, "mean": [0.5, 0.81]}}}
     assert not compare_evaluations(far, stored).ok
+    # a step whose mean diverged (stored null): the median decides, with a relative tolerance
+    loss = {"metric": "mse", "mean": [1.0, None], "ci95": [0.1, None], "median": [1.0, 0.2]}
+    loss["diverged"] = [0, 2]
+    stored = {"full": {"5": loss}}
+    nearly = {"full": {"5": {**loss, "mean": [1.0, float("nan")], "median": [1.0, 0.20001]}}}
+    assert compare_evaluations(nearly, stored).ok
+    moved = {"full": {"5": {**loss, "median": [1.0, 0.3]}}}
+    assert not compare_evaluations(moved, stored).ok
+    finite = {"full": {"5": {**loss, "mean": [1.0, 5.0], "ci95": [0.1, 1.0]}}}
+    assert not compare_evaluations(finite, stored).ok
 
 
 # 4. model.pt is byte-reproducible
@@ -136,6 +158,17 @@ def test_an_unusable_store_fails_before_training(tmp_path, monkeypatch):
     afile.write_text("")
     with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
         run(tiny(), progress=False, device="cpu", store=ResultStore(afile))
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(afile))
+    with pytest.raises(NotADirectoryError, match="LEARNTOLEARN_RESULTS"):
+        run(tiny(), progress=False, device="cpu")
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("learntolearn.experiments.store.tempfile.TemporaryFile", refuse)
+    with pytest.raises(PermissionError, match=r"cannot write to .* make it writable"):
+        run(tiny(), progress=False, device="cpu")
     with pytest.raises(ConfigError, match=r"eval_seed must be an integer in \[0, 2\*\*53\)"):
         tiny(eval_seed=2**70)
 

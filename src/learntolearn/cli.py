@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from learntolearn.experiments.analyses import ANALYSES
 from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
 from learntolearn.experiments.registry import CHAPTERS, chapter_experiments, experiment, names
 from learntolearn.experiments.store import Result, ResultStore
@@ -74,7 +75,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from learntolearn.experiments import provenance
     from learntolearn.experiments.compare import compare_evaluations
     from learntolearn.experiments.device import resolve_device
-    from learntolearn.experiments.runner import build, evaluate
+    from learntolearn.experiments.evaluation import evaluate
+    from learntolearn.experiments.runner import build
 
     store, status = ResultStore(), 0
     for spec in args.experiments:
@@ -85,6 +87,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             status = 1
             continue
         dev = resolve_device(args.device)
+        if args.write:
+            store.check_writable()
         fresh = evaluate(cfg, build(cfg, dev), result.params(dev))
         if args.write:
             record = provenance.collect(dev, wall_time_s=0.0)
@@ -197,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.set_defaults(func=_cmd_evaluate)
     p = add("analyse", "compute and store an analysis of trained results")
-    p.add_argument("analysis", choices=["update_directions", "feature_reuse"])
+    p.add_argument("analysis", choices=sorted(ANALYSES))
     p.add_argument("experiments", nargs="+", metavar="NAME|CONFIG.json")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar if training is needed")

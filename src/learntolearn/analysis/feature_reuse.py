@@ -9,7 +9,7 @@
   Matching Networks (Vinyals et al. 2016).
 
 The third analysis, adapting the head alone at test time (their Table 1's frozen body), is the
-``only`` argument of the shared fine-tuning in :mod:`learntolearn.evaluation`.
+``adapted`` argument of the shared fine-tuning in :mod:`learntolearn.methods.finetuning`.
 """
 
 from __future__ import annotations

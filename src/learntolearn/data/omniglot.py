@@ -225,7 +225,8 @@ def vinyals_split(name: str, *, download: bool = True) -> list[tuple[str, int]]:
     """
     if name not in _SPLIT_CLASSES:
         raise ValueError(f"unknown Vinyals split {name!r}; valid: {', '.join(_SPLIT_CLASSES)}")
-    path = locate("omniglot", f"splits/vinyals/{name}.txt", _SPLIT_URL.format(name=name), None, download)
+    url = _SPLIT_URL.format(name=name)
+    path = locate("omniglot", f"splits/vinyals/{name}.txt", url, None, download)
     classes: list[tuple[str, int]] = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         match = _SPLIT_LINE.fullmatch(line.strip())

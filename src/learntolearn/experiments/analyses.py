@@ -83,7 +83,7 @@ def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> di
     if not isinstance(method, MAML):
         raise ValueError(f"feature_reuse analyses MAML and ANIL, not {config.method!r}")
     device = next(iter(params.values())).device
-    (test,) = setup.family.test_sets(config)
+    test = setup.family.test_sets(config)[0]  # the first K of eval_shots
     objectives = {m: setup.objective.in_mode(m) for m in MODES}
     similarity: list[list[torch.Tensor]] = [[] for _ in LAYERS]
     nil: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
@@ -150,6 +150,7 @@ def analyse(
     found = result.metrics.get("analyses", {}).get(name)
     if found is not None:
         return found
+    store.check_writable()
     dev, code = begin_computing(
         device,
         f"{config.key} has no stored {name!r} analysis and LEARNTOLEARN_NO_TRAIN is set; run "

@@ -5,7 +5,9 @@ picks AVX2 or AVX-512 kernels, whose float sums round differently); a few test q
 decision boundary may then change class. A difference counts as *within tolerance* when every
 per-step mean, CI half-width and median moved by at most :data:`TOLERANCE` of that step's
 stored 95% CI half-width (plus 1e-9), and every count of diverged tasks is unchanged: far below
-what the interval can resolve.
+what the interval can resolve. Where the stored mean is ``null`` (a task diverged to a
+non-finite loss), the fresh mean and CI must be ``null`` too, and the median must agree to a
+relative :data:`MEDIAN_RTOL`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from learntolearn.io import finite_json
 __all__ = ["TOLERANCE", "Verdict", "compare_evaluations"]
 
 TOLERANCE = 0.1  # of the stored 95% CI half-width at the same step
+MEDIAN_RTOL = 1e-3  # where no CI exists (a non-finite mean)
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,15 @@ def compare_evaluations(fresh: dict[str, Any], stored: dict[str, Any]) -> Verdic
                 if math.isnan(x) and math.isnan(y):
                     continue
                 diff, ci = abs(x - y), abs(_num(old["ci95"][step]))
-                if math.isnan(diff) or math.isnan(ci):
-                    diff, ci = math.inf, 1.0
-                ok = ok and diff <= TOLERANCE * ci + 1e-9
-                d = diff / ci if ci > 0 else (0.0 if diff <= 1e-9 else math.inf)
+                if math.isnan(diff):  # one side null, the other not
+                    d, fine = math.inf, False
+                elif math.isnan(ci):  # no CI at this step: compare the median alone, relatively
+                    d = diff / (MEDIAN_RTOL * max(abs(y), 1e-12)) * TOLERANCE
+                    fine = field != "median" or diff <= MEDIAN_RTOL * abs(y) + 1e-12
+                else:
+                    d = diff / ci if ci > 0 else (0.0 if diff <= 1e-9 else math.inf)
+                    fine = diff <= TOLERANCE * ci + 1e-9
+                ok = ok and fine
                 if d > worst:
                     worst, where = d, f"{path} {field}[{step}]"
     return Verdict(False, ok, worst, where)

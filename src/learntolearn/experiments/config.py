@@ -51,7 +51,7 @@ class ExperimentConfig:
     k_shot: int = 10
     k_query: int = 10
     n_way: int | None = None  # classification only
-    # model: hidden widths of the sinusoid MLP, or a named classifier (see models.py)
+    # model: hidden widths of the sinusoid MLP, or a named classifier (see models/networks.py)
     hidden: tuple[int, ...] | None = (40, 40)
     model: str | None = None
     # inner loop (MAML and Reptile)
@@ -76,7 +76,8 @@ class ExperimentConfig:
     eval_seed: int = 2017
     # classification: the adaptation steps the paper reports at test time (curve runs 0..eval_steps)
     test_steps: int | None = None
-    # MAML: compare the exact and first-order meta-gradients every N iterations (diagnostics.py)
+    # MAML: compare the exact and first-order meta-gradients every N iterations
+    # (analysis/meta_gradients.py)
     monitor_every: int | None = None
 
     def __post_init__(self) -> None:
@@ -88,7 +89,10 @@ class ExperimentConfig:
             isinstance(self.name, str) and _NAME.fullmatch(self.name) is not None,
             "name must be lowercase letters, digits, '-', '_' and '/' (e.g. 'sinusoid/maml-k10')",
         )
-        need(self.method in METHODS, f"method {self.method!r} is unknown; use one of {METHODS}")
+        need(
+            self.method in METHOD_TABLE,
+            f"method {self.method!r} is unknown; use one of {tuple(METHOD_TABLE)}",
+        )
         need(
             self.profile in PROFILES, f"profile {self.profile!r} is unknown; use one of {PROFILES}"
         )

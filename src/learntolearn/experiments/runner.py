@@ -19,7 +19,7 @@ from learntolearn.experiments.config import ExperimentConfig
 from learntolearn.experiments.device import cpu_numerics, resolve_device
 from learntolearn.experiments.evaluation import evaluate
 from learntolearn.experiments.method_table import METHODS, MethodEntry
-from learntolearn.experiments.store import Result, ResultStore
+from learntolearn.experiments.store import Result, ResultStore, check_writable_folder
 from learntolearn.experiments.task_families import FAMILIES, TaskFamily
 from learntolearn.experiments.training import RunSettings, train
 from learntolearn.methods.protocol import Method
@@ -27,7 +27,7 @@ from learntolearn.objective import Objective, Params, init_params
 from learntolearn.paths import runs_dir
 from learntolearn.tasks import TaskBatch, TaskDistribution
 
-__all__ = ["MissingResultError", "Setup", "begin_computing", "build", "evaluate", "run"]
+__all__ = ["MissingResultError", "Setup", "begin_computing", "build", "run"]
 
 
 class MissingResultError(RuntimeError):
@@ -109,6 +109,7 @@ def run(
         stop_after=stop_after,
     )
     store.check_writable()
+    check_writable_folder(checkpoint.parent, "LEARNTOLEARN_CACHE (training checkpoints)")
     setup = build(config, dev)
     twin = store.trained_like(config)
     if twin is not None:  # trained already under another evaluation protocol: evaluate only

@@ -24,7 +24,7 @@ from learntolearn.io import load_json, load_tensors, save_json, save_tensors, sh
 from learntolearn.objective import Params
 from learntolearn.paths import results_dir
 
-__all__ = ["DamagedResultError", "Result", "ResultStore"]
+__all__ = ["DamagedResultError", "Result", "ResultStore", "check_writable_folder"]
 
 FILES = ("config.json", "metrics.json", "provenance.json", "model.pt")
 
@@ -83,6 +83,22 @@ def _verify_model(path: Path, metrics: dict[str, Any]) -> None:
         )
 
 
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Fail now, before hours of work, if nothing could be written to ``folder`` (``what`` names
+    the setting that chose it)."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder; point {what} at a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write to {folder} ({err.strerror or err}); make it writable or point "
+            f"{what} at a writable folder"
+        ) from err
+
+
 class ResultStore:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else results_dir()
@@ -97,20 +113,7 @@ class ResultStore:
 
     def check_writable(self) -> None:
         """Fail now, before hours of training, if a result could not be saved here."""
-        if self.root.exists() and not self.root.is_dir():
-            raise NotADirectoryError(
-                f"the results store {self.root} is a file, not a folder; point "
-                "LEARNTOLEARN_RESULTS at a folder"
-            )
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.root):
-                pass
-        except OSError as err:
-            raise PermissionError(
-                f"cannot write to the results store {self.root} ({err.strerror}); make it "
-                "writable or point LEARNTOLEARN_RESULTS at a writable folder"
-            ) from err
+        check_writable_folder(self.root, "LEARNTOLEARN_RESULTS (the results store)")
 
     def _config(self, path: Path) -> ExperimentConfig:
         try:

@@ -19,19 +19,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from learntolearn.io import load_tensors, save_tensors
+from learntolearn.methods.protocol import Method
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
 __all__ = [
     "DivergedError",
-    "Learner",
     "Observer",
     "OuterLoop",
     "RunSettings",
@@ -39,7 +39,7 @@ __all__ = [
     "train",
 ]
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 2  # 1: before observers and the saved history window (still resumed)
 LOG_EVERY = 100  # iterations per entry of the stored loss history (fewer if the run is shorter)
 LOSS_LIMIT = 1e15  # a mean training loss beyond this has blown up (chance-level cross-entropy
 # is log N, the sinusoids' MSE about 4); float32 overflows not far beyond (3e38)
@@ -47,12 +47,6 @@ LOSS_LIMIT = 1e15  # a mean training loss beyond this has blown up (chance-level
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss or parameter; nothing was stored."""
-
-
-class Learner(Protocol):
-    """A method's training objective on a batch of tasks."""
-
-    def loss(self, params: Params, batch: TaskBatch) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ class OuterLoop:
         """Step size at ``iteration`` (from 0): ``lr + (lr_final − lr) · t / iterations``."""
         if self.lr_final is None:
             return self.lr
-        return self.lr + (self.lr_final - self.lr) * iteration / iterations
+        return self.lr + (self.lr_final - self.lr) * (iteration / iterations)
 
 
 @dataclass(frozen=True)
@@ -150,7 +144,7 @@ def _finite(params: Params) -> bool:
 
 
 def train(
-    learner: Learner,
+    learner: Method,
     params: Params,
     sample: Callable[[torch.Generator], TaskBatch],
     outer: OuterLoop,
@@ -169,6 +163,9 @@ def train(
     window = torch.zeros((), device=device)
     if run.checkpoint is not None and run.checkpoint.is_file():
         ck = load_tensors(run.checkpoint, map_location=device)
+        if ck.get("format") == 1 and ck.get("key") == key:  # written on a history boundary
+            ck = {**ck, "observed": {"monitor": ck["monitor"]}, "window": window.clone()}
+            ck["format"] = CHECKPOINT_FORMAT
         if ck.get("format") != CHECKPOINT_FORMAT or ck.get("key") != key:
             raise ValueError(
                 f"checkpoint {run.checkpoint} belongs to {ck.get('key')!r} (format "

@@ -5,7 +5,7 @@ fully connected weights from a normal distribution with standard deviation 0.01 
 standard deviations, convolutions Xavier-uniform, biases zero.
 
 Every network takes ``forward(x, stats_from=None)``; ``stats_from`` reaches the batch-norm layers
-(see :mod:`learntolearn.layers`) and is ignored by networks without them.
+(see :mod:`learntolearn.models.batchnorm`) and is ignored by networks without them.
 """
 
 from __future__ import annotations

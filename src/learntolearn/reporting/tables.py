@@ -18,7 +18,7 @@ def fmt_ci(mean: float, half_width: float, digits: int = 3) -> str:
 
 
 def fmt_step(curve: dict, step: int, digits: int = 3) -> str:
-    """One step of a stored fine-tuning curve (see ``evaluation.summarize_curve``).
+    """One step of a stored fine-tuning curve (see ``analysis.statistics.summarize_curve``).
 
     Mean ± 95% CI over the test tasks (accuracies in percent); when some tasks diverged at
     that step, their number and the median follow, because the mean alone would then describe
