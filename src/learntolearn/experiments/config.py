@@ -26,7 +26,6 @@ __all__ = ["METHODS", "PROFILES", "ConfigError", "ExperimentConfig"]
 METHODS = tuple(METHOD_TABLE)
 TASKS = tuple(FAMILIES)
 SEED_RANGE = 2**53  # seeds derived from these (e.g. seed · 1000 + K) stay below 2**63
-MODELS = ("conv", "conv-pool", "fc")
 PROFILES = ("smoke", "cpu", "paper")
 # Fields that only change how a trained model is evaluated.
 EVALUATION_FIELDS = frozenset(
@@ -97,24 +96,7 @@ class ExperimentConfig:
             self.profile in PROFILES, f"profile {self.profile!r} is unknown; use one of {PROFILES}"
         )
         need(self.tasks in TASKS, f"tasks {self.tasks!r} is unknown; use one of {TASKS}")
-        if self.tasks == "sinusoid":
-            need(
-                self.n_way is None and self.model is None and self.test_steps is None,
-                "n_way, model and test_steps apply to classification tasks only",
-            )
-            need(
-                self.hidden is not None
-                and len(self.hidden) >= 1
-                and all(_is_int(h) and h >= 1 for h in self.hidden),
-                f"hidden must be positive layer widths, got {self.hidden!r}",
-            )
-        else:
-            need(
-                _is_int(self.n_way) and self.n_way >= 2,
-                f"n_way must be an integer >= 2, got {self.n_way!r}",
-            )
-            need(self.model in MODELS, f"model {self.model!r} is unknown; use one of {MODELS}")
-            need(self.hidden is None, "hidden applies to sinusoid tasks; use model instead")
+        family = FAMILIES[self.tasks]
         entry = METHOD_TABLE[self.method]
         need(
             self.tasks in entry.families,
@@ -130,12 +112,8 @@ class ExperimentConfig:
             _is_int(self.eval_steps) and self.eval_steps >= 0,
             f"eval_steps must be an integer >= 0, got {self.eval_steps!r}",
         )
-        if self.tasks != "sinusoid":
-            need(
-                _is_int(self.test_steps) and 0 <= self.test_steps <= self.eval_steps,
-                f"test_steps must be an integer between 0 and eval_steps ({self.eval_steps}), "
-                f"got {self.test_steps!r}",
-            )
+        problem = family.check(self)  # the family's own fields (network, reported step)
+        need(problem is None, str(problem))
         for f in ("seed", "eval_seed"):
             v = getattr(self, f)
             need(
@@ -185,7 +163,7 @@ class ExperimentConfig:
             )
         if self.inner_params is not None:
             need(self.inner_params == "head", "inner_params must be 'head' (ANIL) or unset")
-            need(self.tasks != "sinusoid", "inner_params='head' applies to classifiers only")
+            need(self.n_way is not None, "inner_params='head' applies to classifiers only")
         if self.meta_lr_final is not None:
             need(
                 _is_int(self.meta_lr_final) or isinstance(self.meta_lr_final, float),

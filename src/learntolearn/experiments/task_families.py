@@ -28,7 +28,7 @@ from learntolearn.tasks import TaskBatch, TaskDistribution
 if TYPE_CHECKING:
     from learntolearn.experiments.config import ExperimentConfig
 
-__all__ = ["FAMILIES", "TaskFamily", "TestSet"]
+__all__ = ["CLASSIFIERS", "FAMILIES", "TaskFamily", "TestSet"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,38 @@ class TaskFamily:
     metric: str  # the score's name in the stored metrics
     sampler: Callable[[ExperimentConfig, torch.device], TaskDistribution]
     test_sets: Callable[[ExperimentConfig], list[TestSet]]
+    check: Callable[[ExperimentConfig], str | None]  # what is wrong with its fields, or None
     chunk: int | None = None  # test tasks adapted at once (memory and speed; same results)
+
+
+def _whole(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _sinusoid_check(c: ExperimentConfig) -> str | None:
+    if c.n_way is not None or c.model is not None or c.test_steps is not None:
+        return "n_way, model and test_steps apply to classification tasks only"
+    if not c.hidden or not all(_whole(h) and h >= 1 for h in c.hidden):
+        return f"hidden must be positive layer widths, got {c.hidden!r}"
+    return None
+
+
+CLASSIFIERS = ("conv", "conv-pool", "fc")  # ConvNet (strided), ConvNet (max-pool), FCNet
+
+
+def _classification_check(c: ExperimentConfig) -> str | None:
+    if not (_whole(c.n_way) and c.n_way >= 2):
+        return f"n_way must be an integer >= 2, got {c.n_way!r}"
+    if c.model not in CLASSIFIERS:
+        return f"model {c.model!r} is unknown; use one of {CLASSIFIERS}"
+    if c.hidden is not None:
+        return "hidden applies to sinusoid tasks; use model instead"
+    if not (_whole(c.test_steps) and 0 <= c.test_steps <= c.eval_steps):
+        return (
+            f"test_steps must be an integer between 0 and eval_steps ({c.eval_steps}), "
+            f"got {c.test_steps!r}"
+        )
+    return None
 
 
 def _mlp(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
@@ -116,6 +147,7 @@ FAMILIES: dict[str, TaskFamily] = {
         metric="mse",
         sampler=lambda c, _: SinusoidTasks(c.k_shot, c.k_query),
         test_sets=_sinusoid_tests,
+        check=_sinusoid_check,
     ),
     "omniglot": TaskFamily(
         network=_classifier,
@@ -124,6 +156,7 @@ FAMILIES: dict[str, TaskFamily] = {
         metric="accuracy",
         sampler=_omniglot_train,
         test_sets=_omniglot_tests,
+        check=_classification_check,
         chunk=25,
     ),
 }
