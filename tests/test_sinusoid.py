@@ -99,7 +99,7 @@ def test_summary_counts_diverged_tasks_and_reports_them():
     acc = summarize_curve(torch.tensor([[0.2, 0.4], [1.0, 0.8]]), "accuracy")
     assert "diverged" not in acc and fmt_step(acc, 1) == "90.0 ± 19.6"
     assert fmt_step(s, 0) == f"{2.0:.3f} ± {mean_ci95(curve[0])[1]:.3f}"
-    assert "2 diverged, median" in fmt_step(s, 1)
+    assert fmt_step(s, 1) == f"median {s['median'][1]:.3f} (2 diverged)"
 
 
 def test_table_text_and_markdown():

@@ -11,7 +11,49 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["curve_with_band", "show_tasks"]
+__all__ = [
+    "BOOK_STYLE",
+    "COLUMN_INCHES",
+    "MIN_FONT_PT",
+    "curve_with_band",
+    "legend_below",
+    "show_tasks",
+    "use_book_style",
+]
+
+COLUMN_INCHES = 6.8
+"""Width of the book's text column at a 1280-pixel window (about 690 px), at :data:`BOOK_STYLE`'s
+100 dpi: a figure this wide is shown at its own size, never scaled down."""
+MIN_FONT_PT = 9  # the smallest text in any figure
+
+BOOK_STYLE: dict[str, object] = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "figure.figsize": (COLUMN_INCHES, 3.0),
+    "figure.constrained_layout.use": True,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": MIN_FONT_PT,
+    "ytick.labelsize": MIN_FONT_PT,
+    "legend.fontsize": MIN_FONT_PT,
+}
+"""The figures' style in every chapter: column-wide at 100 dpi, text of at least 9 pt."""
+
+
+def use_book_style() -> None:
+    """Apply :data:`BOOK_STYLE` to matplotlib (each chapter's first cell calls it)."""
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(BOOK_STYLE)
+
+
+def legend_below(fig: Figure, ax: Axes, ncol: int | None = None) -> None:
+    """One legend for the whole figure, below its panels, where it covers no data (the figure
+    uses constrained layout, as :data:`BOOK_STYLE` sets)."""
+    handles, labels = ax.get_legend_handles_labels()
+    ncol = ncol or min(len(labels), 3)
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
 
 
 def curve_with_band(
@@ -46,9 +88,10 @@ def show_tasks(batch: TaskBatch, *, n_way: int, k_shot: int, query_per_class: in
     fig, axes = plt.subplots(
         b,
         2,
-        figsize=(0.62 * (n_support + n_query) + 0.6, 0.85 * b + 0.3),
+        figsize=(min(0.62 * (n_support + n_query) + 0.6, COLUMN_INCHES), 0.85 * b + 0.3),
         squeeze=False,
         gridspec_kw={"width_ratios": [n_support, n_query]},
+        layout="constrained",
     )
     for t in range(b):
         parts = (
@@ -69,5 +112,4 @@ def show_tasks(batch: TaskBatch, *, n_way: int, k_shot: int, query_per_class: in
         axes[t, 0].set_ylabel(f"task {t + 1}", fontsize=9)
     axes[0, 0].set_title("support set (class labels below)", fontsize=10, loc="left")
     axes[0, 1].set_title("query set", fontsize=10, loc="left")
-    fig.tight_layout(pad=0.3)
     return fig

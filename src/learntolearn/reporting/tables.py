@@ -20,19 +20,17 @@ def fmt_ci(mean: float, half_width: float, digits: int = 3) -> str:
 def fmt_step(curve: dict, step: int, digits: int = 3) -> str:
     """One step of a stored fine-tuning curve (see ``analysis.statistics.summarize_curve``).
 
-    Mean ± 95% CI over the test tasks (accuracies in percent); when some tasks diverged at
-    that step, their number and the median follow, because the mean alone would then describe
-    a handful of tasks; when the mean is not finite at all, the median and the count alone.
+    Mean ± 95% CI over the test tasks (accuracies in percent). When some tasks diverged at that
+    step, the median and their number instead: the mean (often not even finite) would then
+    describe a handful of blown-up tasks, not the method.
     """
     mean, half = curve["mean"][step], curve["ci95"][step]
     if curve["metric"] == "accuracy":
         return fmt_ci(100 * mean, 100 * half, 1)
     n = curve.get("diverged", [0] * (step + 1))[step]
-    median = f"median {curve['median'][step]:.{digits}f}"
-    if mean is None or half is None:  # a diverged task made the mean non-finite (stored null)
-        return f"{median} ({n} diverged)"
-    text = fmt_ci(mean, half, digits)
-    return text if n == 0 else f"{text} ({n} diverged, {median})"
+    if n or mean is None or half is None:  # the mean would describe the diverged tasks
+        return f"median {curve['median'][step]:.{digits}f} ({n} diverged)"
+    return fmt_ci(mean, half, digits)
 
 
 @dataclass(frozen=True)
