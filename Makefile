@@ -12,6 +12,9 @@ STAMP := $(VENV)/.installed
 CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 # Empty: every chapter runs with the profile its parameters cell names (the stored results).
 PROFILE ?=
+# make reproduce: PLAN=1 prints the plan only; ALLOW_CPU=1 trains the paper profile on a CPU.
+PLAN ?=
+ALLOW_CPU ?=
 
 # Read data from ../shared/data when it exists (CI and the team's machines), else download.
 ifneq ($(wildcard ../shared/data),)
@@ -26,7 +29,8 @@ export TQDM_DISABLE ?=
 help:
 	@echo "make book       build the book (executes chapters from the results store)"
 	@echo "make test       all checks: lint, unit tests, smoke runs, nbval, book render"
-	@echo "make reproduce  train every experiment of PROFILE (default paper) missing from results/"
+	@echo "make reproduce  print the plan, then train every experiment of PROFILE (default paper)"
+	@echo "                missing from results/ (PLAN=1: plan only; ALLOW_CPU=1: paper on a CPU)"
 	@echo "make execute    re-execute the chapter notebooks in place (PROFILE=... to override)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -79,7 +83,8 @@ chromium:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 reproduce: $(STAMP)
-	$(PY) -m learntolearn reproduce --profile $(or $(PROFILE),paper)
+	$(PY) -m learntolearn reproduce --profile $(or $(PROFILE),paper) \
+	  $(if $(PLAN),--plan) $(if $(ALLOW_CPU),--allow-cpu)
 
 clean:
 	rm -rf _build

@@ -1,10 +1,15 @@
-"""Command line: ``python -m learntolearn COMMAND``; ``--help`` lists the commands."""
+"""The command line, ``python -m learntolearn COMMAND`` (``--help`` lists the commands).
+
+Every user-facing text here (descriptions, option help, errors) is plain text: argparse prints
+it as written, so it carries no reStructuredText markup.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from learntolearn.experiments.analyses import ANALYSES
@@ -12,9 +17,23 @@ from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentCon
 from learntolearn.experiments.registry import CHAPTERS, chapter_experiments, experiment, names
 from learntolearn.experiments.store import Result, ResultStore
 from learntolearn.io import load_json
+from learntolearn.paths import results_dir, runs_dir
 from learntolearn.reporting.tables import fmt_step
 
 __all__ = ["main"]
+
+DESCRIPTION = (
+    "Train, evaluate, analyse and list the experiments of the Learning to Learn book, and "
+    "execute its chapters. Run it as .venv/bin/python -m learntolearn COMMAND; "
+    "COMMAND --help describes each command."
+)
+EPILOG = (
+    "Profiles: smoke (seconds, for CI; the numbers mean nothing), cpu (minutes on a laptop; "
+    "shorter training than the papers), paper (the papers' protocol). Results of registered "
+    "experiments at the cpu and paper profiles go to results/ (committed); smoke runs and "
+    "configs that are not registered experiments go to results-scratch/ (ignored by git); "
+    "LEARNTOLEARN_RESULTS, when set, is the store for everything."
+)
 
 
 def _config(spec: str, profile: str) -> ExperimentConfig:
@@ -26,6 +45,20 @@ def _config(spec: str, profile: str) -> ExperimentConfig:
         remedy = "fix the file (fields as in results/*/config.json)"
         return ExperimentConfig.from_dict(load_json(path, remedy))
     return experiment(spec, profile)
+
+
+def _registered(cfg: ExperimentConfig) -> bool:
+    """Whether ``cfg`` is exactly a registered experiment at its profile."""
+    try:
+        return experiment(cfg.name, cfg.profile) == cfg
+    except ConfigError:
+        return False
+
+
+def _store(cfg: ExperimentConfig) -> ResultStore:
+    """Where ``cfg``'s result lives: the committed store for a registered experiment at a
+    committed profile, else the scratch store (see :func:`learntolearn.paths.results_dir`)."""
+    return ResultStore(results_dir(cfg.profile, scratch=not _registered(cfg)))
 
 
 def _positive(text: str) -> int:
@@ -56,13 +89,12 @@ def _summary(result: Result) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from learntolearn.experiments.runner import run
 
-    store = ResultStore()
     for spec in args.experiments:
         cfg = _config(spec, args.profile)
         result = run(
             cfg,
             device=args.device,
-            store=store,
+            store=_store(cfg),
             progress=not args.quiet,
             checkpoint_every=args.checkpoint_every,
         )
@@ -78,9 +110,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from learntolearn.experiments.evaluation import evaluate
     from learntolearn.experiments.runner import build
 
-    store, status = ResultStore(), 0
+    status = 0
     for spec in args.experiments:
         cfg = _config(spec, args.profile)
+        store = _store(cfg)
         result = store.get(cfg)
         if result is None:
             print(f"{cfg.key}: no stored result; train it first", file=sys.stderr)
@@ -114,32 +147,44 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
 
     for spec in args.experiments:
         cfg = _config(spec, args.profile)
-        values = analyse(cfg, args.analysis, device=args.device, progress=not args.quiet)
+        values = analyse(
+            cfg, args.analysis, device=args.device, store=_store(cfg), progress=not args.quiet
+        )
         print(f"{cfg.key}: {args.analysis} stored ({', '.join(values)})")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    """List the store of ``--profile`` (without it: the committed store, then the scratch one)."""
     from learntolearn.experiments.method_table import METHODS
 
-    results, damaged = ResultStore().scan()
-    if args.profile:
-        results = [r for r in results if r.config.profile == args.profile]
-    if results and not args.verbose:
-        print(f"{'key':45s} {'method':9s} {'device':30s} {'train time':>10s}  date")
-    for r in results:
-        label = METHODS[r.config.method].label(r.config)
-        print(
-            _summary(r)
-            if args.verbose
-            else f"{r.key:45s} {label:9s} {r.provenance['device'][:30]:30s} "
-            f"{r.provenance['wall_time_s']:8.0f} s  {r.provenance['date']}"
-        )
-    for path, why in damaged.items():
-        print(f"damaged: {path.name}: {why}", file=sys.stderr)
-    if not results and not damaged:
+    roots = (
+        [results_dir(args.profile)] if args.profile else [results_dir(), results_dir(scratch=True)]
+    )
+    shown, status = 0, 0
+    for i, root in enumerate(dict.fromkeys(roots)):
+        results, damaged = ResultStore(root).scan()
+        if args.profile:
+            results = [r for r in results if r.config.profile == args.profile]
+        if i and results:
+            print(f"{chr(10) if shown else ''}scratch store {root} (not committed):")
+        if results and not args.verbose:
+            print(f"{'key':45s} {'method':9s} {'device':30s} {'train time':>10s}  date")
+        for r in results:
+            label = METHODS[r.config.method].label(r.config)
+            print(
+                _summary(r)
+                if args.verbose
+                else f"{r.key:45s} {label:9s} {r.provenance['device'][:30]:30s} "
+                f"{r.provenance['wall_time_s']:8.0f} s  {r.provenance['date']}"
+            )
+        for path, why in damaged.items():
+            print(f"damaged: {path.name}: {why}", file=sys.stderr)
+        shown += len(results)
+        status |= 1 if damaged else 0
+    if not shown and not status:
         print("the results store is empty")
-    return 1 if damaged else 0
+    return status
 
 
 def _cmd_experiments(args: argparse.Namespace) -> int:
@@ -152,10 +197,153 @@ def _cmd_experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` as a person reads a duration: '40 s', '12 min', '7 h 43 min', '5 d 8 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    hours = round(minutes / 60)
+    return f"{hours // 24} d {hours % 24} h"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One experiment ``reproduce`` would compute: train it (``done`` iterations already in a
+    checkpoint) or, when ``twin`` names a run trained the same way, only evaluate it."""
+
+    name: str
+    config: ExperimentConfig
+    done: int = 0
+    twin: str | None = None
+    seconds: float | None = None  # estimated training time; None: unknown
+    basis: str = ""
+
+    @property
+    def trains(self) -> bool:
+        return self.twin is None
+
+
+def _measured(cfg: ExperimentConfig, stored: list[Result], kind: str) -> tuple[float | None, str]:
+    """Seconds per iteration of ``cfg`` on a ``kind`` device (cpu, cuda), and where that comes
+    from: a stored run of the same experiment (any profile), its per-meta-iteration cost measured
+    at the end of training, else its wall time per iteration, scaled to ``cfg``'s meta-batch.
+    The paper and cpu profiles come before smoke, measured cost before wall time; a measurement
+    on another kind of device gives no estimate (None), only a note."""
+    found = []
+    for r in stored:
+        if r.config.name != cfg.name or r.config.method != cfg.method:
+            continue
+        device = str(r.provenance.get("device", "an unrecorded device"))
+        rank = ((device.startswith("cpu (")) != (kind == "cpu"), r.config.profile == "smoke")
+        cost = r.metrics.get("train", {}).get("cost", {}).get("seconds")
+        if cost:
+            found.append((*rank, 0, float(cost), "cost", r, device))
+        wall = r.provenance.get("wall_time_s")
+        if wall and r.config.iterations:
+            found.append((*rank, 1, float(wall) / r.config.iterations, "wall time", r, device))
+    if not found:
+        return None, "no stored run of it to measure"
+    other_kind, *_, per_iteration, what, r, device = min(found, key=lambda f: f[:3])
+    scale = cfg.meta_batch / r.config.meta_batch
+    batch = f", meta-batch {r.config.meta_batch} -> {cfg.meta_batch}" if scale != 1 else ""
+    per_iteration *= scale
+    basis = f"{per_iteration:.3g} s/it: {what} of {r.key} on {device}{batch}"
+    return (None, f"not measured on {kind}; {basis}") if other_kind else (per_iteration, basis)
+
+
+def _checkpointed(cfg: ExperimentConfig) -> int:
+    """Iterations already done in ``cfg``'s resumable checkpoint (0 when there is none)."""
+    path = runs_dir() / f"{cfg.key}.pt"
+    if not path.is_file():
+        return 0
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
+    except Exception:  # an unreadable checkpoint: the run reports it when it resumes
+        return 0
+
+
+def _plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
+    """The experiments of ``todo`` at ``profile`` missing from their store, with estimates on a
+    ``kind`` device, and how many are stored already."""
+    configs = {n: experiment(n, profile) for n in todo}
+    roots = dict.fromkeys(
+        [results_dir(p) for p in (profile, *PROFILES)] + [results_dir(scratch=True)]
+    )
+    stored = [r for root in roots for r in ResultStore(root).scan()[0]]
+    steps: list[Step] = []
+    scheduled: dict[str, str] = {}
+    for name, cfg in configs.items():
+        store = _store(cfg)
+        if store.get(cfg) is not None:
+            continue
+        twin = store.trained_like(cfg)
+        if twin is not None or cfg.training_key in scheduled:
+            trained_as = twin.key if twin is not None else scheduled[cfg.training_key]
+            steps.append(Step(name, cfg, twin=trained_as, basis="evaluation only"))
+            continue
+        scheduled[cfg.training_key] = name
+        done = min(_checkpointed(cfg), cfg.iterations)
+        per_iteration, basis = _measured(cfg, stored, kind)
+        seconds = None if per_iteration is None else per_iteration * (cfg.iterations - done)
+        steps.append(Step(name, cfg, done, None, seconds, basis))
+    return steps, len(configs) - len(steps)
+
+
+def _print_plan(steps: list[Step], stored: int, profile: str, device: str) -> None:
+    training = [s for s in steps if s.trains]
+    print(
+        f"reproduce at profile {profile} on {device}: {len(training)} to train, "
+        f"{len(steps) - len(training)} to evaluate from a run trained the same way, "
+        f"{stored} stored already"
+    )
+    for s in steps:
+        if not s.trains:
+            print(f"  {s.name:28s} evaluate only (trained as {s.twin})")
+            continue
+        its = f"{s.config.iterations:,} it." + (f" ({s.done:,} done)" if s.done else "")
+        when = "unknown" if s.seconds is None else f"~ {_duration(s.seconds)}"
+        print(f"  {s.name:28s} {its:22s} {when:16s} {s.basis}")
+    known = [s.seconds for s in training if s.seconds is not None]
+    unknown = len(training) - len(known)
+    if training:
+        print(
+            f"total: ~ {_duration(sum(known))} of training"
+            + (f", plus {unknown} run(s) of unknown length" if unknown else "")
+            + " (estimates count training iterations only; evaluation adds minutes per run)"
+        )
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    """Print the plan (missing experiments, iterations, estimated time); then train them, unless
+    ``--plan``, or the paper profile on a CPU without ``--allow-cpu``."""
+    from learntolearn.experiments.device import resolve_device
+
     chapters = args.chapter or list(CHAPTERS)  # names are checked by chapter_experiments
-    todo = [n for c in chapters for n in chapter_experiments(c, args.profile)]
-    args.experiments = list(dict.fromkeys(todo))
+    todo = list(dict.fromkeys(n for c in chapters for n in chapter_experiments(c, args.profile)))
+    dev = resolve_device(args.device)
+    steps, stored = _plan(todo, args.profile, dev.type)
+    if not steps:
+        print(f"nothing to do: the {stored} experiments at profile {args.profile} are stored")
+        return 0
+    _print_plan(steps, stored, args.profile, str(dev))
+    if args.plan:
+        return 0
+    training = [s for s in steps if s.trains]
+    if training and args.profile == "paper" and dev.type == "cpu" and not args.allow_cpu:
+        known = sum(s.seconds or 0.0 for s in training)
+        estimate = f" (at least ~ {_duration(known)} by the plan above)" if known else ""
+        raise RuntimeError(
+            f"the paper profile would train {len(training)} experiment(s) on the CPU{estimate}; "
+            "run it on a GPU machine, pick runs with --chapter or --profile cpu, or pass "
+            "--allow-cpu (make reproduce ALLOW_CPU=1) to train on the CPU anyway"
+        )
+    args.experiments = [s.name for s in steps]
     return _cmd_train(args)
 
 
@@ -166,66 +354,130 @@ def _cmd_notebook(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="learntolearn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+PROFILE_HELP = "smoke (seconds), cpu (minutes) or paper (the papers' protocol)"
+DEVICE_HELP = "auto (a GPU if there is one, else the CPU), cpu or cuda (default: auto)"
+EXPERIMENTS_HELP = (
+    "registered experiment names (see the experiments command) or JSON config files "
+    "(fields as in results/*/config.json)"
+)
 
-    def add(name: str, help: str, *, experiments: bool = False) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        default = None if name in ("list", "notebook") else "paper"
-        p.add_argument("--profile", choices=PROFILES, default=default)
-        if experiments:
-            p.add_argument("experiments", nargs="+", metavar="NAME|CONFIG.json")
+
+def _parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per task, every option with its help."""
+    parser = argparse.ArgumentParser(prog="learntolearn", description=DESCRIPTION, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, help: str, profile: str, default: str | None = "paper", epilog: str = ""
+    ) -> argparse.ArgumentParser:
+        """A subcommand; ``profile`` is the help of its --profile, ``default`` its default."""
+        p = sub.add_parser(
+            name, help=help, description=f"{help[0].upper()}{help[1:]}.", epilog=epilog or None
+        )
+        p.add_argument("--profile", choices=PROFILES, default=default, help=profile)
         return p
 
+    def experiments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("experiments", nargs="+", metavar="NAME|CONFIG.json", help=EXPERIMENTS_HELP)
+
+    def device(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", help=DEVICE_HELP)
+
     def training_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda")
+        device(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument(
             "--checkpoint-every",
             type=_positive,
             default=1000,
             metavar="N",
-            help="write a resumable checkpoint every N iterations (N >= 1)",
+            help="write a resumable checkpoint every N iterations (N >= 1; default: 1000)",
         )
 
-    p = add("train", "train (or load) experiments, store and print their results", experiments=True)
+    by_name = f"the profile of the registered names: {PROFILE_HELP} (default: paper)"
+    p = add("train", "train (or load) experiments, store and print their results", by_name)
+    experiments(p)
     training_options(p)
     p.set_defaults(func=_cmd_train)
-    p = add("evaluate", "re-evaluate stored results on the fixed test tasks", experiments=True)
-    p.add_argument("--device", default="auto")
+
+    p = add("evaluate", "re-evaluate stored results on the fixed test tasks", by_name)
+    experiments(p)
+    device(p)
     p.add_argument(
         "--write",
         action="store_true",
-        help="store the new evaluation (after the evaluation code changed)",
+        help="store the new evaluation instead of comparing (after the evaluation code changed)",
     )
     p.set_defaults(func=_cmd_evaluate)
-    p = add("analyse", "compute and store an analysis of trained results")
-    p.add_argument("analysis", choices=sorted(ANALYSES))
-    p.add_argument("experiments", nargs="+", metavar="NAME|CONFIG.json")
-    p.add_argument("--device", default="auto")
+
+    p = add("analyse", "compute and store an analysis of trained results", by_name)
+    p.add_argument("analysis", choices=sorted(ANALYSES), help="which analysis to compute")
+    experiments(p)
+    device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar if training is needed")
     p.set_defaults(func=_cmd_analyse)
-    p = add("list", "list the results store")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=_cmd_list)
-    add("experiments", "list registered experiment names and keys").set_defaults(
-        func=_cmd_experiments
+
+    p = add(
+        "list",
+        "list the stored results (the committed store, then the scratch store)",
+        f"only the results of this profile: {PROFILE_HELP} (default: all)",
+        default=None,
     )
-    p = add("reproduce", "train every experiment of the chapters that is missing")
-    p.add_argument("--chapter", action="append", choices=sorted(CHAPTERS))
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="print each result's evaluation curves"
+    )
+    p.set_defaults(func=_cmd_list)
+
+    p = add(
+        "experiments",
+        "list registered experiment names and their keys",
+        f"the profile whose keys to show: {PROFILE_HELP} (default: paper)",
+    )
+    p.set_defaults(func=_cmd_experiments)
+
+    p = add(
+        "reproduce",
+        "print the plan, then train every experiment of the chapters that is missing",
+        f"{PROFILE_HELP} (default: paper)",
+        epilog="The plan lists each missing experiment, its iterations and an estimated time "
+        "(from a stored run of the same experiment at another profile, else unknown). The "
+        "paper profile on a CPU trains only with --allow-cpu.",
+    )
+    p.add_argument(
+        "--chapter",
+        action="append",
+        choices=sorted(CHAPTERS),
+        metavar="CHAPTER",
+        help="only this chapter's experiments, one of "
+        f"{', '.join(sorted(CHAPTERS))} (repeat for several; default: every chapter)",
+    )
+    p.add_argument("--plan", "--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="train the paper profile even when the device is the CPU "
+        "(hours to days per Omniglot run)",
+    )
     training_options(p)
     p.set_defaults(func=_cmd_reproduce)
+
     p = add(
         "notebook",
-        "execute a chapter notebook with papermill (in place by default; "
-        "without --profile, with the profile its parameters cell names)",
+        "execute a chapter notebook with papermill, in place unless --output is given",
+        f"run it at this profile: {PROFILE_HELP} (default: the profile its parameters cell "
+        "names, i.e. the committed results)",
+        default=None,
     )
-    p.add_argument("notebook")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--output", help="write the executed notebook here instead")
+    p.add_argument("notebook", help="the notebook, e.g. book/01_meta_learning.ipynb")
+    device(p)
+    p.add_argument("--output", metavar="FILE", help="write the executed notebook here instead")
     p.set_defaults(func=_cmd_notebook)
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -9,7 +9,10 @@ all run the same code:
 ``LEARNTOLEARN_CACHE``
     Downloads, decoded tensors and resumable training checkpoints. Default ``<root>/data``.
 ``LEARNTOLEARN_RESULTS``
-    The results store (committed to git in the project). Default ``<root>/results``.
+    The results store, for every run when set. Unset: ``<root>/results`` (committed to git) for
+    the registered experiments at the ``cpu`` and ``paper`` profiles, and the scratch store
+    ``<root>/results-scratch`` (ignored by git) for runs that are not committed results: the
+    ``smoke`` profile, and configs that are not registered experiments (JSON files).
 
 ``<root>`` is the checkout that holds ``pyproject.toml`` (the package is installed editable),
 or the current directory for a non-editable install.
@@ -20,10 +23,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "data_dir", "project_root", "results_dir", "runs_dir"]
+__all__ = [
+    "SCRATCH_PROFILES",
+    "cache_dir",
+    "data_dir",
+    "project_root",
+    "results_dir",
+    "runs_dir",
+    "scratch_results_dir",
+]
+
+# Profiles whose results are never committed: they go to the scratch store.
+SCRATCH_PROFILES: tuple[str, ...] = ("smoke",)
 
 
 def project_root() -> Path:
+    """The checkout holding ``pyproject.toml``, or the current directory."""
     here = Path(__file__).resolve().parents[2]
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
 
@@ -43,8 +58,20 @@ def cache_dir() -> Path:
     return _env_path("LEARNTOLEARN_CACHE", project_root() / "data")
 
 
-def results_dir() -> Path:
-    """The results store: one folder per experiment key."""
+def scratch_results_dir() -> Path:
+    """The store for runs that are not committed results (ignored by git)."""
+    return project_root() / "results-scratch"
+
+
+def results_dir(profile: str | None = None, *, scratch: bool = False) -> Path:
+    """The results store, one folder per experiment key, for runs at ``profile``.
+
+    ``LEARNTOLEARN_RESULTS`` wins when set. Otherwise ``<root>/results`` (the committed store),
+    except for a scratch profile (``smoke``) or ``scratch=True`` (a config that is not a
+    registered experiment): then :func:`scratch_results_dir`.
+    """
+    if scratch or profile in SCRATCH_PROFILES:
+        return _env_path("LEARNTOLEARN_RESULTS", scratch_results_dir())
     return _env_path("LEARNTOLEARN_RESULTS", project_root() / "results")
 
 

@@ -1,22 +1,33 @@
 """Execute a chapter notebook with papermill, keeping the stored notebook stable.
 
 Papermill injects the ``profile``/``device`` parameters after the cell tagged ``parameters``
-and runs the notebook in its own folder (``--cwd``), as nbval and myst-nb do. Timing metadata
-that would change on every run is removed, so re-executing an unchanged chapter gives an
-unchanged file. Progress bars are disabled in the kernel (``TQDM_DISABLE=1``).
+and runs the notebook in its own folder (``--cwd``), as nbval and myst-nb do. Re-executing an
+unchanged chapter gives a byte-identical file: timing metadata that would change on every run is
+removed, and the injected-parameters cell, which papermill creates afresh with a random id on
+every run, keeps the id it had in the input (else gets one derived from the notebook's name and
+the parameters); every other cell keeps its id. Progress bars are disabled in the kernel
+(``TQDM_DISABLE=1``). A notebook executed at a profile whose results are not committed
+(``smoke``) reads and writes the scratch store (:func:`learntolearn.paths.results_dir`) unless
+``LEARNTOLEARN_RESULTS`` is set.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from learntolearn.io import atomic_write
+from learntolearn.paths import SCRATCH_PROFILES, results_dir
 
-__all__ = ["execute", "strip_volatile_metadata"]
+__all__ = ["execute", "notebook_profile", "stable_cell_ids", "strip_volatile_metadata"]
 
 _VOLATILE_NOTEBOOK = ("start_time", "end_time", "duration", "exception", "status")
+_INJECTED = "injected-parameters"
 
 
 def strip_volatile_metadata(nb: dict) -> dict:
@@ -30,6 +41,61 @@ def strip_volatile_metadata(nb: dict) -> dict:
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
     return nb
+
+
+def _tagged(cell: dict, tag: str) -> bool:
+    return tag in cell.get("metadata", {}).get("tags", [])
+
+
+def _derived_id(*parts: str) -> str:
+    """An 8-hex-digit cell id, the same for the same ``parts`` on every run."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+def stable_cell_ids(executed: dict, source: dict, name: str, parameters: dict[str, Any]) -> dict:
+    """Give the cells of ``executed`` (papermill's output for ``source``) the ids they had in
+    ``source``; a cell that had none (the injected-parameters cell on a first run, or every cell
+    of an nbformat 4.4 notebook) gets one derived from ``name``, its position and content."""
+    cells = source.get("cells", [])
+    old = iter([c.get("id") for c in cells if not _tagged(c, _INJECTED)])
+    injected = next((c.get("id") for c in cells if _tagged(c, _INJECTED)), None)
+    params = json.dumps(parameters, sort_keys=True)
+    seen: set[str] = set()
+    for i, cell in enumerate(executed.get("cells", [])):
+        if _tagged(cell, _INJECTED):
+            cell_id = injected or _derived_id(name, _INJECTED, params)
+        else:
+            text = cell.get("source", "")
+            text = "".join(text) if isinstance(text, list) else text
+            cell_id = next(old, None) or _derived_id(name, str(i), text)
+        salt = 0
+        while cell_id in seen:  # ids are unique within a notebook
+            salt += 1
+            cell_id = _derived_id(name, str(i), str(salt))
+        cell["id"] = cell_id
+        seen.add(cell_id)
+    return executed
+
+
+def notebook_profile(nb: dict) -> str | None:
+    """The ``profile = "..."`` that the notebook's ``parameters`` cell assigns, if any."""
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code" or not _tagged(cell, "parameters"):
+            continue
+        text = cell.get("source", "")
+        try:
+            tree = ast.parse("".join(text) if isinstance(text, list) else text)
+        except SyntaxError:
+            return None
+        for node in tree.body:
+            if (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "profile" for t in node.targets)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                return node.value.value
+    return None
 
 
 def execute(
@@ -46,16 +112,24 @@ def execute(
     if not notebook.is_file():
         raise FileNotFoundError(f"no notebook at {notebook}")
     target = Path(output).resolve() if output is not None else notebook
-    env_backup = {k: os.environ.get(k) for k in ("TQDM_DISABLE", "MPLBACKEND")}
-    os.environ["TQDM_DISABLE"] = "1"
-    os.environ.pop("MPLBACKEND", None)  # 'agg' in the kernel would drop every figure
+    source = json.loads(notebook.read_text(encoding="utf-8"))
+    parameters = {"device": device, **({"profile": profile} if profile else {})}
+    env = {"TQDM_DISABLE": "1", "MPLBACKEND": None}  # 'agg' in the kernel would drop figures
+    if (profile or notebook_profile(source)) in SCRATCH_PROFILES:
+        env["LEARNTOLEARN_RESULTS"] = str(results_dir(SCRATCH_PROFILES[0]))
+    env_backup = {k: os.environ.get(k) for k in env}
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     try:
         with tempfile.TemporaryDirectory() as tmp:
             executed = Path(tmp) / notebook.name
             papermill.execute_notebook(
                 str(notebook),
                 str(executed),
-                parameters={"device": device, **({"profile": profile} if profile else {})},
+                parameters=parameters,
                 kernel_name="python3",
                 cwd=str(notebook.parent),
                 progress_bar=False,
@@ -68,5 +142,6 @@ def execute(
             else:
                 os.environ[k] = v
     strip_volatile_metadata(nb)
+    stable_cell_ids(nb, source, notebook.stem, parameters)
     atomic_write(target, lambda p: nbformat.write(nb, p))
     return target
