@@ -45,6 +45,13 @@ VIRTUAL_TIME_MS = 15_000
 CHROMIUM_TIMEOUT_S = 120
 BUILD_TIMEOUT_S = 600
 MIN_FIGURE_BYTES = 2_000
+#: Window widths a reader opens the book at: nothing may be cut off at either.
+WINDOW_WIDTHS = (1280, 1600)
+#: A figure is shown at least this fraction of its own size (its text is then >= 9 pt, since
+#: every chapter draws with ``reporting.plotting.BOOK_STYLE``: 100 dpi, text of 9 pt or more).
+MIN_FIGURE_SCALE = 0.95
+#: Measures, in the browser, what is cut off: see the script's comments.
+LAYOUT_PROBE = Path(__file__).with_name("layout_probe.js")
 #: Notebook cell tags that keep a cell's outputs off the page.
 REMOVING_TAGS = {"remove-cell", "remove_cell", "remove-output", "remove_output"}
 
@@ -277,3 +284,65 @@ def test_page_renders_math_and_figures(html_root: Path, chromium: str, page: str
     assert not re.search(r"\|-{3,}\|", visible_text(dom)), f"{page}: raw Markdown table"
     if page == FIRST_CHAPTER:
         assert tables >= 4, f"{page}: expected the chapter's result tables"
+
+
+def layout(chromium: str, page: Path, width: int, extra: str = "") -> dict:
+    """What the layout probe finds on ``page`` at a window ``width`` px wide (``extra`` is
+    HTML appended to the page first). The probe runs in a copy of the page beside it, so that
+    every relative link still resolves."""
+    probe = page.with_name(f".layout-probe-{page.name}")
+    script = LAYOUT_PROBE.read_text(encoding="utf-8")
+    markup = page.read_text(encoding="utf-8")
+    probe.write_text(markup.replace("</body>", f"{extra}<script>{script}</script></body>"))
+    try:
+        proc = run_chromium(chromium, probe, "--dump-dom", f"--window-size={width},1000")
+    finally:
+        probe.unlink()
+    dom = proc.stdout.decode("utf-8", errors="replace")
+    found = re.search(r'data-layout="([^"]*)"', dom)
+    assert found, f"the layout probe did not run on {page.name}:\n{tail(dom)}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.parametrize("width", WINDOW_WIDTHS)
+@pytest.mark.parametrize("page", PAGES)
+def test_nothing_is_cut_off_and_figures_keep_their_size(
+    html_root: Path, chromium: str, page: str, width: int
+) -> None:
+    report = layout(chromium, html_root / f"{page}.html", width)
+    assert not report["overflow"], (
+        f"{page} at {width} px: cut off on the right: {report['overflow']}"
+    )
+    assert not report["noAffordance"], (
+        f"{page} at {width} px: scrolls sideways with nothing to show it: {report['noAffordance']}"
+    )
+    assert not report["code"], (
+        f"{page} at {width} px: code lines wider than the column: {report['code']}"
+    )
+    small = [(src, round(scale, 2)) for src, scale in report["figures"] if scale < MIN_FIGURE_SCALE]
+    assert not small, (
+        f"{page} at {width} px: figures shown below {MIN_FIGURE_SCALE} of their size: {small}"
+    )
+
+
+def test_the_layout_probe_sees_what_is_cut_off(html_root: Path, chromium: str) -> None:
+    """The probe is not blind: a block wider than the column, a wide unscrollable table and a
+    long code line are each reported."""
+    wide = '<div style="width: 3000px">wide</div>'
+    table = '<div style="overflow-x: auto"><table><tr><td style="white-space: nowrap">'
+    table += "x" * 3000 + "</td></tr></table></div>"
+    code = '<div class="highlight"><pre style="overflow-x: auto">' + "y" * 500 + "</pre></div>"
+    page = html_root / f"{FIRST_CHAPTER}.html"
+    extra = f'<div id="probe-test">{wide}{table}{code}</div>'
+    markup = page.read_text(encoding="utf-8")
+    patched = page.with_name(".probe-test.html")
+    patched.write_text(
+        markup.replace('<article class="bd-article">', f'<article class="bd-article">{extra}', 1)
+    )
+    try:
+        report = layout(chromium, patched, WINDOW_WIDTHS[0])
+    finally:
+        patched.unlink()
+    assert any("wide" in o for o in report["overflow"]), report
+    assert any("xxx" in o for o in report["noAffordance"]), report
+    assert any("yyy" in o for o in report["code"]), report
