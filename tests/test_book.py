@@ -282,6 +282,12 @@ def test_page_renders_math_and_figures(html_root: Path, chromium: str, page: str
     tables = expected_tables(page)
     assert dom.count("<table") >= tables, f"{page}: {tables} Markdown tables, not all rendered"
     assert not re.search(r"\|-{3,}\|", visible_text(dom)), f"{page}: raw Markdown table"
+    # A number that looks broken is never printed: diverged tasks show as a median and a count.
+    cells = [
+        html.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td\b.*?</td>", dom, re.S)
+    ]
+    broken = [c for c in cells if re.search(r"\b(nan|inf|NaN|Infinity)\b", c)]
+    assert not broken, f"{page}: tables print non-finite numbers: {broken[:5]}"
     if page == FIRST_CHAPTER:
         assert tables >= 4, f"{page}: expected the chapter's result tables"
 

@@ -4,8 +4,9 @@ Lake, Salakhutdinov and Tenenbaum, "Human-level concept learning through probabi
 induction", Science 350 (2015). Few-shot classification uses the class split of Vinyals et al.,
 "Matching Networks for One Shot Learning", NeurIPS 2016: 1028 / 172 / 423 characters for
 train / val / test, each character turned into four classes by rotating it by 0, 90, 180 and
-270 degrees, as published with Prototypical Networks (Snell et al., 2017) and used by MAML
-(Finn et al., 2017).
+270 degrees, as published with Prototypical Networks (Snell et al., 2017). MAML (Finn et al.,
+2017, Sec. 5.2) uses the rotations but not this split: it meta-trains on 1200 characters drawn
+at random from all 1623 and tests on the rest, so its test characters are not these.
 
 Data flow: the two official zips are verified (checksum, CRC of every member, safe member names,
 image counts, every split character present), decoded straight from the archive members (nothing

@@ -255,7 +255,6 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
         "sinusoid/maml-k10",
         *(f"omniglot/reptile-{n}w{k}s" for n, k in OMNIGLOT_SETTINGS),
         "omniglot/reptile-5w1s-k1",
-        "omniglot/reptile-5w1s-q15",
         *_OMNIGLOT,
     ),
     "05_anil": tuple(

@@ -77,6 +77,17 @@ def stable_cell_ids(executed: dict, source: dict, name: str, parameters: dict[st
     return executed
 
 
+def remove_parameter_cells(nb: dict) -> dict:
+    """Tag the ``parameters`` cell and papermill's injected one ``remove-cell``: they are
+    plumbing, and the rendered page leaves them out (the run details say the profile)."""
+    for cell in nb.get("cells", []):
+        if _tagged(cell, "parameters") or _tagged(cell, _INJECTED):
+            tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+    return nb
+
+
 def notebook_profile(nb: dict) -> str | None:
     """The ``profile = "..."`` that the notebook's ``parameters`` cell assigns, if any."""
     for cell in nb.get("cells", []):
@@ -143,5 +154,6 @@ def execute(
                 os.environ[k] = v
     strip_volatile_metadata(nb)
     stable_cell_ids(nb, source, notebook.stem, parameters)
+    remove_parameter_cells(nb)
     atomic_write(target, lambda p: nbformat.write(nb, p))
     return target
