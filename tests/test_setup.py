@@ -14,6 +14,7 @@ import pytest
 
 from learntolearn import cli, paths
 from learntolearn.cli import main
+from learntolearn.experiments import plan
 from learntolearn.experiments.registry import experiment
 from learntolearn.experiments.runner import run
 from learntolearn.reporting import notebooks
@@ -210,7 +211,7 @@ def test_smoke_runs_and_config_files_go_to_the_scratch_store(fresh_root, capsys)
     out = capsys.readouterr().out
     assert "scratch store" in out and custom.key in out and smoke.key in out
     registered = experiment("sinusoid/maml-k5", "cpu")  # as a committed config.json reads
-    assert cli._store(registered).root == fresh_root / "results"
+    assert plan.store_for(registered).root == fresh_root / "results"
 
 
 def test_a_chapter_at_the_smoke_profile_uses_the_scratch_store(fresh_root, monkeypatch):
@@ -275,10 +276,10 @@ def test_reproduce_with_nothing_missing(store_dir, monkeypatch, capsys):
 
 
 def test_durations_read_well():
-    assert cli._duration(40) == "40 s"
-    assert cli._duration(12 * 60) == "12 min"
-    assert cli._duration(7 * 3600 + 43 * 60) == "7 h 43 min"
-    assert cli._duration(127 * 3600 + 48 * 60) == "5 d 8 h"
+    assert plan.duration(40) == "40 s"
+    assert plan.duration(12 * 60) == "12 min"
+    assert plan.duration(7 * 3600 + 43 * 60) == "7 h 43 min"
+    assert plan.duration(127 * 3600 + 48 * 60) == "5 d 8 h"
 
 
 # --- help and documentation ----------------------------------------------------------------

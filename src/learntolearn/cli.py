@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from learntolearn.experiments.analyses import ANALYSES
 from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
+from learntolearn.experiments.plan import duration, plan, print_plan, store_for
 from learntolearn.experiments.registry import CHAPTERS, chapter_experiments, experiment, names
 from learntolearn.experiments.store import Result, ResultStore
 from learntolearn.io import load_json
-from learntolearn.paths import results_dir, runs_dir
+from learntolearn.paths import results_dir
 from learntolearn.reporting.tables import fmt_step
 
 __all__ = ["main"]
@@ -45,20 +45,6 @@ def _config(spec: str, profile: str) -> ExperimentConfig:
         remedy = "fix the file (fields as in results/*/config.json)"
         return ExperimentConfig.from_dict(load_json(path, remedy))
     return experiment(spec, profile)
-
-
-def _registered(cfg: ExperimentConfig) -> bool:
-    """Whether ``cfg`` is exactly a registered experiment at its profile."""
-    try:
-        return experiment(cfg.name, cfg.profile) == cfg
-    except ConfigError:
-        return False
-
-
-def _store(cfg: ExperimentConfig) -> ResultStore:
-    """Where ``cfg``'s result lives: the committed store for a registered experiment at a
-    committed profile, else the scratch store (see :func:`learntolearn.paths.results_dir`)."""
-    return ResultStore(results_dir(cfg.profile, scratch=not _registered(cfg)))
 
 
 def _positive(text: str) -> int:
@@ -94,7 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         result = run(
             cfg,
             device=args.device,
-            store=_store(cfg),
+            store=store_for(cfg),
             progress=not args.quiet,
             checkpoint_every=args.checkpoint_every,
         )
@@ -113,7 +99,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     status = 0
     for spec in args.experiments:
         cfg = _config(spec, args.profile)
-        store = _store(cfg)
+        store = store_for(cfg)
         result = store.get(cfg)
         if result is None:
             print(f"{cfg.key}: no stored result; train it first", file=sys.stderr)
@@ -148,7 +134,7 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     for spec in args.experiments:
         cfg = _config(spec, args.profile)
         values = analyse(
-            cfg, args.analysis, device=args.device, store=_store(cfg), progress=not args.quiet
+            cfg, args.analysis, device=args.device, store=store_for(cfg), progress=not args.quiet
         )
         print(f"{cfg.key}: {args.analysis} stored ({', '.join(values)})")
     return 0
@@ -197,128 +183,6 @@ def _cmd_experiments(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(seconds: float) -> str:
-    """``seconds`` as a person reads a duration: '40 s', '12 min', '7 h 43 min', '5 d 8 h'."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    if minutes < 48 * 60:
-        return f"{minutes // 60} h {minutes % 60} min"
-    hours = round(minutes / 60)
-    return f"{hours // 24} d {hours % 24} h"
-
-
-@dataclass(frozen=True)
-class Step:
-    """One experiment ``reproduce`` would compute: train it (``done`` iterations already in a
-    checkpoint) or, when ``twin`` names a run trained the same way, only evaluate it."""
-
-    name: str
-    config: ExperimentConfig
-    done: int = 0
-    twin: str | None = None
-    seconds: float | None = None  # estimated training time; None: unknown
-    basis: str = ""
-
-    @property
-    def trains(self) -> bool:
-        return self.twin is None
-
-
-def _measured(cfg: ExperimentConfig, stored: list[Result], kind: str) -> tuple[float | None, str]:
-    """Seconds per iteration of ``cfg`` on a ``kind`` device (cpu, cuda), and where that comes
-    from: a stored run of the same experiment (any profile), its per-meta-iteration cost measured
-    at the end of training, else its wall time per iteration, scaled to ``cfg``'s meta-batch.
-    The paper and cpu profiles come before smoke, measured cost before wall time; a measurement
-    on another kind of device gives no estimate (None), only a note."""
-    found = []
-    for r in stored:
-        if r.config.name != cfg.name or r.config.method != cfg.method:
-            continue
-        device = str(r.provenance.get("device", "an unrecorded device"))
-        rank = ((device.startswith("cpu (")) != (kind == "cpu"), r.config.profile == "smoke")
-        cost = r.metrics.get("train", {}).get("cost", {}).get("seconds")
-        if cost:
-            found.append((*rank, 0, float(cost), "cost", r, device))
-        wall = r.provenance.get("wall_time_s")
-        if wall and r.config.iterations:
-            found.append((*rank, 1, float(wall) / r.config.iterations, "wall time", r, device))
-    if not found:
-        return None, "no stored run of it to measure"
-    other_kind, *_, per_iteration, what, r, device = min(found, key=lambda f: f[:3])
-    scale = cfg.meta_batch / r.config.meta_batch
-    batch = f", meta-batch {r.config.meta_batch} -> {cfg.meta_batch}" if scale != 1 else ""
-    per_iteration *= scale
-    basis = f"{per_iteration:.3g} s/it: {what} of {r.key} on {device}{batch}"
-    return (None, f"not measured on {kind}; {basis}") if other_kind else (per_iteration, basis)
-
-
-def _checkpointed(cfg: ExperimentConfig) -> int:
-    """Iterations already done in ``cfg``'s resumable checkpoint (0 when there is none)."""
-    path = runs_dir() / f"{cfg.key}.pt"
-    if not path.is_file():
-        return 0
-    import torch
-
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
-    except Exception:  # an unreadable checkpoint: the run reports it when it resumes
-        return 0
-
-
-def _plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
-    """The experiments of ``todo`` at ``profile`` missing from their store, with estimates on a
-    ``kind`` device, and how many are stored already."""
-    configs = {n: experiment(n, profile) for n in todo}
-    roots = dict.fromkeys(
-        [results_dir(p) for p in (profile, *PROFILES)] + [results_dir(scratch=True)]
-    )
-    stored = [r for root in roots for r in ResultStore(root).scan()[0]]
-    steps: list[Step] = []
-    scheduled: dict[str, str] = {}
-    for name, cfg in configs.items():
-        store = _store(cfg)
-        if store.get(cfg) is not None:
-            continue
-        twin = store.trained_like(cfg)
-        if twin is not None or cfg.training_key in scheduled:
-            trained_as = twin.key if twin is not None else scheduled[cfg.training_key]
-            steps.append(Step(name, cfg, twin=trained_as, basis="evaluation only"))
-            continue
-        scheduled[cfg.training_key] = name
-        done = min(_checkpointed(cfg), cfg.iterations)
-        per_iteration, basis = _measured(cfg, stored, kind)
-        seconds = None if per_iteration is None else per_iteration * (cfg.iterations - done)
-        steps.append(Step(name, cfg, done, None, seconds, basis))
-    return steps, len(configs) - len(steps)
-
-
-def _print_plan(steps: list[Step], stored: int, profile: str, device: str) -> None:
-    training = [s for s in steps if s.trains]
-    print(
-        f"reproduce at profile {profile} on {device}: {len(training)} to train, "
-        f"{len(steps) - len(training)} to evaluate from a run trained the same way, "
-        f"{stored} stored already"
-    )
-    for s in steps:
-        if not s.trains:
-            print(f"  {s.name:28s} evaluate only (trained as {s.twin})")
-            continue
-        its = f"{s.config.iterations:,} it." + (f" ({s.done:,} done)" if s.done else "")
-        when = "unknown" if s.seconds is None else f"~ {_duration(s.seconds)}"
-        print(f"  {s.name:28s} {its:22s} {when:16s} {s.basis}")
-    known = [s.seconds for s in training if s.seconds is not None]
-    unknown = len(training) - len(known)
-    if training:
-        print(
-            f"total: ~ {_duration(sum(known))} of training"
-            + (f", plus {unknown} run(s) of unknown length" if unknown else "")
-            + " (estimates count training iterations only; evaluation adds minutes per run)"
-        )
-
-
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Print the plan (missing experiments, iterations, estimated time); then train them, unless
     ``--plan``, or the paper profile on a CPU without ``--allow-cpu``."""
@@ -327,17 +191,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     chapters = args.chapter or list(CHAPTERS)  # names are checked by chapter_experiments
     todo = list(dict.fromkeys(n for c in chapters for n in chapter_experiments(c, args.profile)))
     dev = resolve_device(args.device)
-    steps, stored = _plan(todo, args.profile, dev.type)
+    steps, stored = plan(todo, args.profile, dev.type)
     if not steps:
         print(f"nothing to do: the {stored} experiments at profile {args.profile} are stored")
         return 0
-    _print_plan(steps, stored, args.profile, str(dev))
+    print_plan(steps, stored, args.profile, str(dev))
     if args.plan:
         return 0
     training = [s for s in steps if s.trains]
     if training and args.profile == "paper" and dev.type == "cpu" and not args.allow_cpu:
         known = sum(s.seconds or 0.0 for s in training)
-        estimate = f" (at least ~ {_duration(known)} by the plan above)" if known else ""
+        estimate = f" (at least ~ {duration(known)} by the plan above)" if known else ""
         raise RuntimeError(
             f"the paper profile would train {len(training)} experiment(s) on the CPU{estimate}; "
             "run it on a GPU machine, pick runs with --chapter or --profile cpu, or pass "

@@ -1,0 +1,154 @@
+"""What ``reproduce`` would compute, and how long it would take: the plan it prints first.
+
+For each experiment a chapter needs and the store lacks: train it (resuming a checkpoint) or,
+when a run trained the same way is stored or planned, evaluate it only; the training time is
+estimated from a stored run of the same experiment (its measured cost per meta-iteration, else
+its wall time per iteration, scaled to the meta-batch), on the same kind of device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
+from learntolearn.experiments.registry import experiment
+from learntolearn.experiments.store import Result, ResultStore
+from learntolearn.paths import results_dir, runs_dir
+
+__all__ = ["Step", "duration", "plan", "print_plan", "registered", "store_for"]
+
+
+def registered(cfg: ExperimentConfig) -> bool:
+    """Whether ``cfg`` is exactly a registered experiment at its profile."""
+    try:
+        return experiment(cfg.name, cfg.profile) == cfg
+    except ConfigError:
+        return False
+
+
+def store_for(cfg: ExperimentConfig) -> ResultStore:
+    """Where ``cfg``'s result lives: the committed store for a registered experiment at a
+    committed profile, else the scratch store (see :func:`learntolearn.paths.results_dir`)."""
+    return ResultStore(results_dir(cfg.profile, scratch=not registered(cfg)))
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads a duration: '40 s', '12 min', '7 h 43 min', '5 d 8 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    hours = round(minutes / 60)
+    return f"{hours // 24} d {hours % 24} h"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One experiment ``reproduce`` would compute: train it (``done`` iterations already in a
+    checkpoint) or, when ``twin`` names a run trained the same way, only evaluate it."""
+
+    name: str
+    config: ExperimentConfig
+    done: int = 0
+    twin: str | None = None
+    seconds: float | None = None  # estimated training time; None: unknown
+    basis: str = ""
+
+    @property
+    def trains(self) -> bool:
+        return self.twin is None
+
+
+def _measured(cfg: ExperimentConfig, stored: list[Result], kind: str) -> tuple[float | None, str]:
+    """Seconds per iteration of ``cfg`` on a ``kind`` device (cpu, cuda), and where that comes
+    from: a stored run of the same experiment (any profile), its per-meta-iteration cost measured
+    at the end of training, else its wall time per iteration, scaled to ``cfg``'s meta-batch.
+    The paper and cpu profiles come before smoke, measured cost before wall time; a measurement
+    on another kind of device gives no estimate (None), only a note."""
+    found = []
+    for r in stored:
+        if r.config.name != cfg.name or r.config.method != cfg.method:
+            continue
+        device = str(r.provenance.get("device", "an unrecorded device"))
+        rank = ((device.startswith("cpu (")) != (kind == "cpu"), r.config.profile == "smoke")
+        cost = r.metrics.get("train", {}).get("cost", {}).get("seconds")
+        if cost:
+            found.append((*rank, 0, float(cost), "cost", r, device))
+        wall = r.provenance.get("wall_time_s")
+        if wall and r.config.iterations:
+            found.append((*rank, 1, float(wall) / r.config.iterations, "wall time", r, device))
+    if not found:
+        return None, "no stored run of it to measure"
+    other_kind, *_, per_iteration, what, r, device = min(found, key=lambda f: f[:3])
+    scale = cfg.meta_batch / r.config.meta_batch
+    batch = f", meta-batch {r.config.meta_batch} -> {cfg.meta_batch}" if scale != 1 else ""
+    per_iteration *= scale
+    basis = f"{per_iteration:.3g} s/it: {what} of {r.key} on {device}{batch}"
+    return (None, f"not measured on {kind}; {basis}") if other_kind else (per_iteration, basis)
+
+
+def _checkpointed(cfg: ExperimentConfig) -> int:
+    """Iterations already done in ``cfg``'s resumable checkpoint (0 when there is none)."""
+    path = runs_dir() / f"{cfg.key}.pt"
+    if not path.is_file():
+        return 0
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
+    except Exception:  # an unreadable checkpoint: the run reports it when it resumes
+        return 0
+
+
+def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
+    """The experiments of ``todo`` at ``profile`` missing from their store, with estimates on a
+    ``kind`` device, and how many are stored already."""
+    configs = {n: experiment(n, profile) for n in todo}
+    roots = dict.fromkeys(
+        [results_dir(p) for p in (profile, *PROFILES)] + [results_dir(scratch=True)]
+    )
+    stored = [r for root in roots for r in ResultStore(root).scan()[0]]
+    steps: list[Step] = []
+    scheduled: dict[str, str] = {}
+    for name, cfg in configs.items():
+        store = store_for(cfg)
+        if store.get(cfg) is not None:
+            continue
+        twin = store.trained_like(cfg)
+        if twin is not None or cfg.training_key in scheduled:
+            trained_as = twin.key if twin is not None else scheduled[cfg.training_key]
+            steps.append(Step(name, cfg, twin=trained_as, basis="evaluation only"))
+            continue
+        scheduled[cfg.training_key] = name
+        done = min(_checkpointed(cfg), cfg.iterations)
+        per_iteration, basis = _measured(cfg, stored, kind)
+        seconds = None if per_iteration is None else per_iteration * (cfg.iterations - done)
+        steps.append(Step(name, cfg, done, None, seconds, basis))
+    return steps, len(configs) - len(steps)
+
+
+def print_plan(steps: list[Step], stored: int, profile: str, device: str) -> None:
+    training = [s for s in steps if s.trains]
+    print(
+        f"reproduce at profile {profile} on {device}: {len(training)} to train, "
+        f"{len(steps) - len(training)} to evaluate from a run trained the same way, "
+        f"{stored} stored already"
+    )
+    for s in steps:
+        if not s.trains:
+            print(f"  {s.name:28s} evaluate only (trained as {s.twin})")
+            continue
+        its = f"{s.config.iterations:,} it." + (f" ({s.done:,} done)" if s.done else "")
+        when = "unknown" if s.seconds is None else f"~ {duration(s.seconds)}"
+        print(f"  {s.name:28s} {its:22s} {when:16s} {s.basis}")
+    known = [s.seconds for s in training if s.seconds is not None]
+    unknown = len(training) - len(known)
+    if training:
+        print(
+            f"total: ~ {duration(sum(known))} of training"
+            + (f", plus {unknown} run(s) of unknown length" if unknown else "")
+            + " (estimates count training iterations only; evaluation adds minutes per run)"
+        )
