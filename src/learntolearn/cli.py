@@ -28,10 +28,11 @@ DESCRIPTION = (
     "COMMAND --help describes each command."
 )
 EPILOG = (
-    "Profiles: smoke (seconds, for CI; the numbers mean nothing), cpu (minutes on a laptop; "
-    "shorter training than the papers), paper (the papers' protocol). Results of registered "
-    "experiments at the cpu and paper profiles go to results/ (committed); smoke runs and "
-    "configs that are not registered experiments go to results-scratch/ (ignored by git); "
+    "Profiles: smoke (seconds, for CI; the numbers mean nothing), cpu (minutes to an hour per "
+    "run on a laptop CPU; shorter training than the papers), paper (the papers' protocol). "
+    "Results of registered experiments at the cpu and paper profiles go to results/ "
+    "(committed); smoke runs and configs that are not registered experiments go to "
+    "results-scratch/ (ignored by git); "
     "LEARNTOLEARN_RESULTS, when set, is the store for everything."
 )
 

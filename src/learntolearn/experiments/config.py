@@ -5,8 +5,9 @@ can change the result (fields left at ``None`` do not count, so fields added lat
 methods leave existing keys alone); the results store files each result under its key.
 
 Profiles say how much compute a number cost, and the book labels every number with one:
-``smoke`` (seconds; CI only; numbers mean nothing), ``cpu`` (minutes on a laptop; shorter
-training than the paper, honestly labelled) and ``paper`` (the paper's protocol).
+``smoke`` (seconds; CI only; numbers mean nothing), ``cpu`` (minutes to an hour per run on a
+laptop CPU; shorter training than the paper, honestly labelled) and ``paper`` (the paper's
+protocol).
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ _5WAY = ((5, 1), (5, 5))
 # the paper's text could not be read here.
 SINUSOID_MAML_ONE_STEP: dict[int, Published] = {
     5: Published(1.13, 0.18, "Meta-SGD Tab. 1"),
-    10: Published(0.77, 0.11, "Meta-SGD Tab. 1"),  # unverified
-    20: Published(0.48, 0.08, "Meta-SGD Tab. 1"),  # unverified
+    10: Published(0.77, 0.11, "Meta-SGD Tab. 1, unverified"),
+    20: Published(0.48, 0.08, "Meta-SGD Tab. 1, unverified"),
 }
 
 # The only sinusoid numbers the MAML paper prints itself (arXiv:1703.03400v3, App. C, Table 2):

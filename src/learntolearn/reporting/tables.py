@@ -59,7 +59,11 @@ class Table:
     __repr__ = __str__
 
     def _repr_markdown_(self) -> str:
-        cells = [[c.replace("|", "\\|") for c in r] for r in self._cells()]
+        # A number and its interval never break across lines on the page (no-break spaces).
+        cells = [
+            [c.replace("|", "\\|").replace(" ± ", "\u00a0±\u00a0") for c in r]
+            for r in self._cells()
+        ]
         out = [f"**{self.caption}**", ""] if self.caption else []
         out.append("| " + " | ".join(cells[0]) + " |")
         out.append("|" + "---|" * len(cells[0]))

@@ -1,0 +1,79 @@
+"""MNIST (LeCun, Bottou, Bengio & Haffner 1998), through ``torchvision.datasets.MNIST``.
+
+The optimizee of "Learning to learn by gradient descent by gradient descent" (Andrychowicz et
+al., NIPS 2016, Sec. 3.2): 60 000 training and 10 000 test images of 28x28 handwritten digits.
+torchvision reads the four official IDX files and checks each against its MD5. The files are
+looked for in ``data_dir()/mnist`` (``LEARNTOLEARN_DATA``), then in the cache; found ones are
+verified (``SHA256SUMS`` beside them, else torchvision's MD5) and copied where torchvision
+expects them, ``cache_dir()/mnist/MNIST/raw``; missing ones torchvision downloads from its
+official mirrors, checking the same MD5s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.datasets import MNIST
+
+from learntolearn.data.verified import REMEDY, DataError, MissingDataError, check_digest, folders
+from learntolearn.io import atomic_write
+from learntolearn.paths import cache_dir
+
+__all__ = ["Digits", "load_mnist"]
+
+
+@dataclass(frozen=True, eq=False)
+class Digits:
+    """One split of MNIST: ``images`` float ``[N, 1, 28, 28]`` in [0, 1], ``labels`` ``[N]``."""
+
+    images: Tensor
+    labels: Tensor
+
+
+def _stage(root: Path) -> list[str]:
+    """Copy verified files of the data folder to torchvision's raw folder (once); returns the
+    names of the files that are in neither."""
+    raw, missing = root / "MNIST" / "raw", []
+    for name, md5 in MNIST.resources:
+        target = raw / name
+        for folder in folders("mnist"):
+            source = folder / name
+            if source.is_file() and source != target:
+                check_digest(source, md5)
+                if not target.is_file():
+                    atomic_write(target, lambda tmp, s=source: shutil.copyfile(s, tmp))
+                break
+        if not target.is_file():
+            missing.append(name)
+    return missing
+
+
+def load_mnist(train: bool = True, *, download: bool = True) -> Digits:
+    """The MNIST training (``train=True``) or test split, verified on the way in."""
+    root = cache_dir() / "mnist"
+    missing = _stage(root)
+    if missing and not download:
+        searched = ", ".join(str(f) for f in folders("mnist"))
+        raise MissingDataError(
+            f"MNIST file {missing[0]} not found; searched {searched}. Set LEARNTOLEARN_DATA to a "
+            "folder holding mnist/*-ubyte.gz, or allow the download (download=True)"
+        )
+    quiet = contextlib.redirect_stdout(io.StringIO())  # torchvision prints each file it checks
+    try:
+        with quiet:  # with every file staged, torchvision verifies and extracts, offline
+            data = MNIST(str(root), train=train, download=True)
+    except RuntimeError as err:
+        raise DataError(f"cannot read MNIST from {root}: {err}. {REMEDY}") from err
+    except OSError as err:  # offline
+        raise MissingDataError(
+            f"MNIST is not in {', '.join(str(f) for f in folders('mnist'))} and downloading it "
+            f"failed: {err}. Set LEARNTOLEARN_DATA to a folder holding mnist/*-ubyte.gz"
+        ) from err
+    images = data.data.unsqueeze(1).to(torch.float32) / 255.0
+    return Digits(images, data.targets.clone())
