@@ -26,6 +26,7 @@ from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, up
 from learntolearn.experiments import provenance
 from learntolearn.experiments.config import ExperimentConfig
 from learntolearn.experiments.evaluation import test_chunks
+from learntolearn.experiments.plan import store_for
 from learntolearn.experiments.runner import Setup, begin_computing, build, run
 from learntolearn.experiments.store import ResultStore
 from learntolearn.methods.anil import HEAD
@@ -145,7 +146,7 @@ def analyse(
     result itself is missing) and stored when absent."""
     if name not in ANALYSES:
         raise ValueError(f"unknown analysis {name!r}; known: {sorted(ANALYSES)}")
-    store = store or ResultStore()
+    store = store or store_for(config)
     result = run(config, device=device, store=store, progress=progress)
     found = result.metrics.get("analyses", {}).get(name)
     if found is not None:

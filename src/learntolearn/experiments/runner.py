@@ -19,6 +19,7 @@ from learntolearn.experiments.config import ExperimentConfig
 from learntolearn.experiments.device import cpu_numerics, resolve_device
 from learntolearn.experiments.evaluation import evaluate
 from learntolearn.experiments.method_table import METHODS, MethodEntry
+from learntolearn.experiments.plan import store_for
 from learntolearn.experiments.store import Result, ResultStore, check_writable_folder
 from learntolearn.experiments.task_families import FAMILIES, TaskFamily
 from learntolearn.experiments.training import RunSettings, train
@@ -86,8 +87,12 @@ def run(
     checkpoint_every: int = 1000,
     stop_after: int | None = None,
 ) -> Result:
-    """The stored result for ``config``; trains (resuming any checkpoint) when there is none."""
-    store = store or ResultStore()
+    """The stored result for ``config``; trains (resuming any checkpoint) when there is none.
+
+    Without ``store``, the store the config belongs to: ``results/`` for a registered experiment
+    at a committed profile, the scratch store otherwise (:func:`~.plan.store_for`).
+    """
+    store = store or store_for(config)
     found = store.get(config)
     if found is not None:
         return found
