@@ -9,6 +9,7 @@ import torch
 
 from learntolearn.cli import main
 from learntolearn.experiments.config import ConfigError, ExperimentConfig
+from learntolearn.experiments.plan import store_for
 from learntolearn.experiments.registry import experiment, names
 from learntolearn.experiments.runner import MissingResultError, run
 from learntolearn.experiments.store import ResultStore
@@ -145,7 +146,7 @@ def test_truncated_checkpoint_is_reported(tmp_path):
     store = ResultStore(tmp_path / "s")
     with pytest.raises(InterruptedError):
         run(cfg, progress=False, store=store, checkpoint_every=10, stop_after=15)
-    ckpt = tmp_path / "cache" / "runs" / f"{cfg.key}.pt"
+    ckpt = store.checkpoint_path(cfg)
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     with pytest.raises(ValueError, match="truncated, damaged"):
         run(cfg, progress=False, store=store)
@@ -207,7 +208,7 @@ def test_killed_process_resumes_to_the_same_result(tmp_path):
         "100",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ckpt = tmp_path / "cache" / "runs" / f"{cfg.key}.pt"
+    ckpt = store_for(cfg).checkpoint_path(cfg)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from learntolearn.experiments.analyses import ANALYSES
 from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
-from learntolearn.experiments.plan import duration, plan, print_plan, store_for
+from learntolearn.experiments.plan import budget_seconds, duration, plan, print_plan, store_for
 from learntolearn.experiments.registry import CHAPTERS, chapter_experiments, experiment, names
 from learntolearn.experiments.store import Result, ResultStore
 from learntolearn.io import load_json
@@ -185,18 +185,32 @@ def _cmd_experiments(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    """Print the plan (missing experiments, iterations, estimated time); then train them, unless
-    ``--plan``, or the paper profile on a CPU without ``--allow-cpu``."""
+    """Print the plan (missing experiments, iterations, estimated time, what fits the budget);
+    then train them, unless ``--plan``, or the paper profile on a CPU without ``--allow-cpu``.
+    With ``--budget``, every run stops cleanly when the budget is spent (checkpointed, to be
+    resumed by the same command)."""
+    import time
+
     from learntolearn.experiments.device import resolve_device
 
     chapters = args.chapter or list(CHAPTERS)  # names are checked by chapter_experiments
     todo = list(dict.fromkeys(n for c in chapters for n in chapter_experiments(c, args.profile)))
+    if args.only:
+        unknown = sorted(set(args.only) - set(todo))
+        if unknown:
+            raise ConfigError(
+                f"--only {', '.join(unknown)}: not an experiment of the chosen chapters at "
+                f"profile {args.profile}; pick from {', '.join(todo)}"
+            )
+        todo = [n for n in todo if n in args.only]
+    budget = None if args.budget is None else budget_seconds(args.budget)
+    deadline = None if budget is None else time.monotonic() + budget
     dev = resolve_device(args.device)
     steps, stored = plan(todo, args.profile, dev.type)
     if not steps:
         print(f"nothing to do: the {stored} experiments at profile {args.profile} are stored")
         return 0
-    print_plan(steps, stored, args.profile, str(dev))
+    print_plan(steps, stored, args.profile, str(dev), budget)
     if args.plan:
         return 0
     training = [s for s in steps if s.trains]
@@ -208,8 +222,40 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             "run it on a GPU machine, pick runs with --chapter or --profile cpu, or pass "
             "--allow-cpu (make reproduce ALLOW_CPU=1) to train on the CPU anyway"
         )
-    args.experiments = [s.name for s in steps]
-    return _cmd_train(args)
+    if deadline is None:
+        args.experiments = [s.name for s in steps]
+        return _cmd_train(args)
+    from learntolearn.experiments.runner import run
+
+    for s in steps:
+        if time.monotonic() >= deadline:
+            print("budget spent: the runs left wait for the next sitting")
+            break
+        if not s.trains and store_for(s.config).trained_like(s.config) is None:
+            print(f"{s.name}: waits for the run it is evaluated from ({s.twin})")
+            continue
+        try:
+            result = run(
+                s.config,
+                device=dev,
+                store=store_for(s.config),
+                progress=not args.quiet,
+                checkpoint_every=args.checkpoint_every,
+                deadline=deadline,
+            )
+        except InterruptedError:
+            record = store_for(s.config).progress(s.config) or {}
+            size = record.get("checkpoint_bytes", 0) / 2**20
+            print(
+                f"{s.name}: {record.get('iteration', 0):,} of {s.config.iterations:,} "
+                f"iterations when the budget ran out; checkpoint "
+                f"{store_for(s.config).checkpoint_path(s.config)} ({size:.1f} MiB); the same "
+                "command resumes it"
+            )
+            break
+        if result is not None:
+            print(_summary(result))
+    return 0
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
@@ -317,6 +363,18 @@ def _parser() -> argparse.ArgumentParser:
         f"{', '.join(sorted(CHAPTERS))} (repeat for several; default: every chapter)",
     )
     p.add_argument("--plan", "--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="only this experiment of the chosen chapters (repeat for several)",
+    )
+    p.add_argument(
+        "--budget",
+        metavar="TIME",
+        help="stop cleanly after this much training time, e.g. 45m, 2h, 1h30m: runs are "
+        "checkpointed in results/in-progress/ and the same command resumes them",
+    )
     p.add_argument(
         "--allow-cpu",
         action="store_true",

@@ -79,6 +79,9 @@ class ExperimentConfig:
     # MAML: compare the exact and first-order meta-gradients every N iterations
     # (analysis/meta_gradients.py)
     monitor_every: int | None = None
+    # evaluate on the fixed test tasks every N iterations during training, at the reported
+    # step only (a learning curve; never used to select a model)
+    milestone_every: int | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -129,10 +132,9 @@ class ExperimentConfig:
         )
         need(all(_is_int(k) and k >= 1 for k in self.eval_shots), "eval_shots must be >= 1")
         need(all(_is_pos(lr) for lr in self.eval_lrs), "eval_lrs must be positive numbers")
-        need(
-            self.monitor_every is None or (_is_int(self.monitor_every) and self.monitor_every >= 1),
-            f"monitor_every must be a positive integer, got {self.monitor_every!r}",
-        )
+        for f in ("monitor_every", "milestone_every"):
+            v = getattr(self, f)
+            need(v is None or (_is_int(v) and v >= 1), f"{f} must be a positive integer, got {v!r}")
         needs, allows = entry.needs, entry.allows
         for f in needs:
             need(getattr(self, f) is not None, f"{self.method} needs {f}")

@@ -16,6 +16,7 @@ import torch
 
 from learntolearn.analysis.statistics import score_curve, summarize_curve
 from learntolearn.experiments.device import cpu_numerics
+from learntolearn.experiments.training import Observer
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from learntolearn.experiments.config import ExperimentConfig
     from learntolearn.experiments.runner import Setup
 
-__all__ = ["evaluate", "test_chunks"]
+__all__ = ["evaluate", "milestones", "test_chunks"]
 
 
 def test_chunks(
@@ -55,3 +56,22 @@ def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str
             summary = summarize_curve(torch.cat(parts, 1), family.metric)
             out.setdefault(key, {})[str(test.shots)] = {"lr": test.lr, **summary}
     return out
+
+
+def milestones(config: ExperimentConfig, setup: Setup) -> list[Observer]:
+    """The evaluation on the fixed test tasks every ``config.milestone_every`` iterations, at the
+    reported step only: ``{"<metric key>/<K>": mean, "<metric key>/<K>/ci95": half-width}``.
+    A learning curve for runs in progress; nothing is selected with it."""
+    if config.milestone_every is None:
+        return []
+    at = config.with_(eval_steps=config.test_steps or config.eval_steps)
+
+    def measure(params: Params) -> dict[str, float]:
+        out = {}
+        for key, by_shots in evaluate(at, setup, params).items():
+            for shots, curve in by_shots.items():
+                out[f"{key}/{shots}"] = curve["mean"][-1]
+                out[f"{key}/{shots}/ci95"] = curve["ci95"][-1]
+        return out
+
+    return [Observer("milestones", config.milestone_every, measure)]

@@ -8,6 +8,7 @@ its wall time per iteration, scaled to the meta-batch), on the same kind of devi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
@@ -15,7 +16,16 @@ from learntolearn.experiments.registry import experiment
 from learntolearn.experiments.store import Result, ResultStore
 from learntolearn.paths import results_dir, runs_dir
 
-__all__ = ["Step", "duration", "plan", "print_plan", "registered", "store_for"]
+__all__ = [
+    "Step",
+    "budget_seconds",
+    "duration",
+    "fit_budget",
+    "plan",
+    "print_plan",
+    "registered",
+    "store_for",
+]
 
 
 def registered(cfg: ExperimentConfig) -> bool:
@@ -43,6 +53,22 @@ def duration(seconds: float) -> str:
         return f"{minutes // 60} h {minutes % 60} min"
     hours = round(minutes / 60)
     return f"{hours // 24} d {hours % 24} h"
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_BUDGET = re.compile(rf"\s*(?:{_NUMBER}h)?\s*(?:{_NUMBER}m)?\s*(?:{_NUMBER}s?)?\s*")
+
+
+def budget_seconds(text: str) -> float:
+    """A time budget as written on the command line: '90s', '45m', '2h', '1h30m', or seconds."""
+    found = _BUDGET.fullmatch(text)
+    if not text.strip() or found is None or not any(found.groups()):
+        raise ValueError(f"a time budget looks like '90s', '45m', '2h' or '1h30m', got {text!r}")
+    h, m, sec = (float(g) if g else 0.0 for g in found.groups())
+    seconds = 3600 * h + 60 * m + sec
+    if seconds <= 0:
+        raise ValueError(f"the time budget must be positive, got {text!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -92,7 +118,9 @@ def _measured(cfg: ExperimentConfig, stored: list[Result], kind: str) -> tuple[f
 
 def _checkpointed(cfg: ExperimentConfig) -> int:
     """Iterations already done in ``cfg``'s resumable checkpoint (0 when there is none)."""
-    path = runs_dir() / f"{cfg.key}.pt"
+    path = store_for(cfg).checkpoint_path(cfg)
+    if not path.is_file():
+        path = runs_dir() / f"{cfg.key}.pt"  # where checkpoints lived before in-progress/
     if not path.is_file():
         return 0
     import torch
@@ -125,25 +153,57 @@ def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
         scheduled[cfg.training_key] = name
         done = min(_checkpointed(cfg), cfg.iterations)
         per_iteration, basis = _measured(cfg, stored, kind)
+        record = store.progress(cfg)
+        if record and record.get("sittings") and done:  # this run's own sittings so far
+            last = record["sittings"][-1]
+            if str(last.get("device", "")).startswith("cpu (") == (kind == "cpu"):
+                per_iteration = float(last.get("total_wall_time_s", 0.0)) / done
+                basis = f"{per_iteration:.3g} s/it: measured in this run's sittings so far"
         seconds = None if per_iteration is None else per_iteration * (cfg.iterations - done)
         steps.append(Step(name, cfg, done, None, seconds, basis))
     return steps, len(configs) - len(steps)
 
 
-def print_plan(steps: list[Step], stored: int, profile: str, device: str) -> None:
+def fit_budget(steps: list[Step], budget: float) -> dict[str, str]:
+    """What each training step does within ``budget`` seconds, in plan order: 'completes'
+    while the estimates fit, then 'advances ~N it.' (the run the budget ends in), then 'waits'.
+    A run of unknown length is advanced with whatever budget is left."""
+    left, out = budget, {}
+    for s in steps:
+        if not s.trains:
+            continue
+        if left <= 0:
+            out[s.name] = "waits"
+        elif s.seconds is not None and s.seconds <= left:
+            out[s.name], left = "completes", left - s.seconds
+        else:
+            if s.seconds is None:
+                out[s.name] = "advances (length unknown)"
+            else:
+                rate = (s.config.iterations - s.done) / s.seconds
+                out[s.name] = f"advances ~{int(rate * left):,} it."
+            left = 0
+    return out
+
+
+def print_plan(
+    steps: list[Step], stored: int, profile: str, device: str, budget: float | None = None
+) -> None:
     training = [s for s in steps if s.trains]
     print(
         f"reproduce at profile {profile} on {device}: {len(training)} to train, "
         f"{len(steps) - len(training)} to evaluate from a run trained the same way, "
         f"{stored} stored already"
     )
+    fits = fit_budget(steps, budget) if budget is not None else {}
     for s in steps:
         if not s.trains:
             print(f"  {s.name:28s} evaluate only (trained as {s.twin})")
             continue
         its = f"{s.config.iterations:,} it." + (f" ({s.done:,} done)" if s.done else "")
         when = "unknown" if s.seconds is None else f"~ {duration(s.seconds)}"
-        print(f"  {s.name:28s} {its:22s} {when:16s} {s.basis}")
+        within = f"{fits[s.name]:18s} " if fits else ""
+        print(f"  {s.name:28s} {its:22s} {when:16s} {within}{s.basis}")
     known = [s.seconds for s in training if s.seconds is not None]
     unknown = len(training) - len(known)
     if training:
@@ -151,4 +211,9 @@ def print_plan(steps: list[Step], stored: int, profile: str, device: str) -> Non
             f"total: ~ {duration(sum(known))} of training"
             + (f", plus {unknown} run(s) of unknown length" if unknown else "")
             + " (estimates count training iterations only; evaluation adds minutes per run)"
+        )
+    if budget is not None:
+        print(
+            f"budget: {duration(budget)} of training; runs stop cleanly when it is spent and "
+            "resume from their checkpoints (in-progress/ beside the results) next time"
         )

@@ -31,14 +31,26 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     # cpu: a short run with a small meta-batch, minutes per setting on two cores; far from
     # converged, and labelled as such wherever it is shown.
     "omniglot": {
-        "smoke": {"iterations": 3, "meta_batch": 2, "eval_tasks": 10, "monitor_every": 1},
+        "smoke": {
+            "iterations": 3,
+            "meta_batch": 2,
+            "eval_tasks": 10,
+            "monitor_every": 1,
+            "milestone_every": 2,
+        },
         "cpu": {"iterations": 2_000, "meta_batch": 4, "monitor_every": 100},
-        "paper": {"monitor_every": 2_000},
+        "paper": {"monitor_every": 2_000, "milestone_every": 5_000},
     },
     "omniglot-20way": {
-        "smoke": {"iterations": 3, "meta_batch": 2, "eval_tasks": 10, "monitor_every": 1},
+        "smoke": {
+            "iterations": 3,
+            "meta_batch": 2,
+            "eval_tasks": 10,
+            "monitor_every": 1,
+            "milestone_every": 2,
+        },
         "cpu": {"iterations": 300, "meta_batch": 4, "monitor_every": 25},
-        "paper": {"monitor_every": 2_000},
+        "paper": {"monitor_every": 2_000, "milestone_every": 5_000},
     },
     # Reptile is first order and cheap per iteration; its cpu runs keep the paper's meta-batch.
     "reptile-sinusoid": {
@@ -49,12 +61,12 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     "reptile-omniglot": {
         "smoke": {"iterations": 3, "eval_tasks": 10},
         "cpu": {"iterations": 10_000},
-        "paper": {},
+        "paper": {"milestone_every": 10_000},
     },
     "reptile-omniglot-20way": {
         "smoke": {"iterations": 3, "eval_tasks": 10},
         "cpu": {"iterations": 1_000},
-        "paper": {},
+        "paper": {"milestone_every": 20_000},
     },
 }
 

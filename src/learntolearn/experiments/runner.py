@@ -7,22 +7,24 @@ sampler, test sets) and the method (how to build it, its outer loop, its observe
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import torch
 
 from learntolearn.analysis.meta_gradients import step_cost
-from learntolearn.experiments import provenance
+from learntolearn.experiments import distributed, provenance
 from learntolearn.experiments.config import ExperimentConfig
 from learntolearn.experiments.device import cpu_numerics, resolve_device
-from learntolearn.experiments.evaluation import evaluate
+from learntolearn.experiments.evaluation import evaluate, milestones
 from learntolearn.experiments.method_table import METHODS, MethodEntry
 from learntolearn.experiments.plan import store_for
 from learntolearn.experiments.store import Result, ResultStore, check_writable_folder
 from learntolearn.experiments.task_families import FAMILIES, TaskFamily
-from learntolearn.experiments.training import RunSettings, train
+from learntolearn.experiments.training import RunSettings, TrainState, train
 from learntolearn.methods.protocol import Method
 from learntolearn.objective import Objective, Params, init_params
 from learntolearn.paths import runs_dir
@@ -62,7 +64,7 @@ def begin_computing(
     (with the message ``missing``), set up the device, and record the code's git state."""
     if os.environ.get("LEARNTOLEARN_NO_TRAIN"):
         raise MissingResultError(missing)
-    dev = resolve_device(device)
+    dev = distributed.init_from_env(resolve_device(device))
     cpu_numerics(dev)
     return dev, provenance.git_state()
 
@@ -86,11 +88,16 @@ def run(
     progress: bool = True,
     checkpoint_every: int = 1000,
     stop_after: int | None = None,
+    deadline: float | None = None,
 ) -> Result:
     """The stored result for ``config``; trains (resuming any checkpoint) when there is none.
 
     Without ``store``, the store the config belongs to: ``results/`` for a registered experiment
-    at a committed profile, the scratch store otherwise (:func:`~.plan.store_for`).
+    at a committed profile, the scratch store otherwise (:func:`~.plan.store_for`). The run's
+    checkpoint and progress record live in the store's ``in-progress/`` folder until the
+    result is stored. ``stop_after`` (iterations) or ``deadline`` (a :func:`time.monotonic`
+    time) end this sitting early with :class:`InterruptedError`; the same call resumes it. In
+    a distributed run the ranks other than 0 train and return ``None``.
     """
     store = store or store_for(config)
     found = store.get(config)
@@ -102,7 +109,38 @@ def run(
         f"set; run `python -m learntolearn train {config.name} --profile {config.profile}` "
         "(or `make reproduce`) and commit the new folder under results/",
     )
-    checkpoint = runs_dir() / f"{config.key}.pt"
+    rank, _ = distributed.world()
+    checkpoint = store.checkpoint_path(config)
+    legacy = runs_dir() / f"{config.key}.pt"  # where checkpoints lived before in-progress/
+    if rank == 0 and legacy.is_file() and not checkpoint.is_file():
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(legacy, checkpoint)
+    record = store.progress(config) or {}
+    sittings = list(record.get("sittings", []))
+    sitting = {
+        "from": int(record.get("iteration", 0)),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        **code,
+        "device": provenance.device_name(dev),
+        "ranks": distributed.world()[1],
+    }
+
+    def on_checkpoint(state: TrainState) -> None:
+        sitting.update(to=state.iteration, total_wall_time_s=round(state.wall_time_s, 1))
+        store.save_progress(
+            config,
+            {
+                "key": config.key,
+                "name": config.name,
+                "profile": config.profile,
+                "iteration": state.iteration,
+                "iterations": config.iterations,
+                "milestones": state.observed.get("milestones", []),
+                "checkpoint_bytes": checkpoint.stat().st_size,
+                "sittings": [*sittings, sitting],
+            },
+        )
+
     settings = RunSettings(
         key=config.key,
         iterations=config.iterations,
@@ -112,43 +150,51 @@ def run(
         checkpoint_every=min(checkpoint_every, config.iterations),
         progress=progress,
         stop_after=stop_after,
+        deadline=deadline,
+        on_checkpoint=on_checkpoint,
     )
     store.check_writable()
-    check_writable_folder(checkpoint.parent, "LEARNTOLEARN_CACHE (training checkpoints)")
+    check_writable_folder(checkpoint.parent, f"{store.root} (its {checkpoint.parent.name}/)")
     setup = build(config, dev)
     twin = store.trained_like(config)
     if twin is not None:  # trained already under another evaluation protocol: evaluate only
+        if rank != 0:
+            return None  # type: ignore[return-value]
         start = time.perf_counter()
         params = twin.params(dev)
         evaluation = evaluate(config, setup, params)
-        record = provenance.collect(dev, time.perf_counter() - start, code)
-        record = {**twin.provenance, "trained_as": twin.key, "evaluation": record}
+        made = provenance.collect(dev, time.perf_counter() - start, code)
+        made = {**twin.provenance, "trained_as": twin.key, "evaluation": made}
         train_metrics = {"train": twin.metrics["train"], "eval": evaluation}
-        return store.save(config, train_metrics, record, params)
+        return store.save(config, train_metrics, made, params)
     # A fixed batch of meta-training tasks, from its own generator: the observers and the cost
     # measurement see the same tasks, and the training stream is untouched.
     fixed = setup.prepare(
         setup.tasks.sample(config.meta_batch, torch.Generator(dev).manual_seed(config.seed + 7919))
     )
+    observers = [*setup.entry.observers(config, setup.method, fixed), *milestones(config, setup)]
     state = train(
         setup.method,
         setup.params,
         lambda g: setup.prepare(setup.tasks.sample(config.meta_batch, g)),
         setup.entry.outer(config),
         settings,
-        setup.entry.observers(config, setup.method, fixed),
+        observers,
     )
     if state.iteration < config.iterations:
         raise InterruptedError(
             f"{config.key} stopped at iteration {state.iteration}/{config.iterations}; "
             f"run it again to resume from {checkpoint}"
         )
+    if rank != 0:
+        return None  # type: ignore[return-value]
     train_metrics: dict[str, Any] = {"iterations": state.iteration, "history": state.history}
     train_metrics.update({name: records for name, records in state.observed.items() if records})
     train_metrics["cost"] = step_cost(setup.method.loss, state.params, fixed)
     metrics = {"train": train_metrics, "eval": evaluate(config, setup, state.params)}
-    result = store.save(
-        config, metrics, provenance.collect(dev, state.wall_time_s, code), state.params
-    )
-    checkpoint.unlink(missing_ok=True)
+    made = provenance.collect(dev, state.wall_time_s, code)
+    if sittings:  # trained over several sittings: each one's commit, device and iterations
+        made["sittings"] = [*sittings, {**sitting, "to": state.iteration}]
+    result = store.save(config, metrics, made, state.params)
+    store.end_progress(config)
     return result

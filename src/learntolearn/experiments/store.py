@@ -6,6 +6,11 @@ device, versions, wall time, date) and ``model.pt`` (the trained parameters: sma
 ``weights_only=True`` after its checksum is verified). A folder appears atomically, whole or
 not at all, and is never overwritten. A damaged folder is reported, and does not keep the rest
 of the store from being read.
+
+A run still in progress lives in ``<store>/in-progress/``: ``<key>.pt`` (the resumable
+checkpoint: parameters, optimiser state, generator state, history) and ``<key>.json`` (what the
+book shows of it: iterations done, the milestone evaluations, one record per sitting). In the
+committed store both are tracked by git, so a long run advances over sittings on any machine.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from learntolearn.io import load_json, load_tensors, save_json, save_tensors, sh
 from learntolearn.objective import Params
 from learntolearn.paths import results_dir
 
-__all__ = ["DamagedResultError", "Result", "ResultStore", "check_writable_folder"]
+__all__ = ["IN_PROGRESS", "DamagedResultError", "Result", "ResultStore", "check_writable_folder"]
 
 FILES = ("config.json", "metrics.json", "provenance.json", "model.pt")
+IN_PROGRESS = "in-progress"  # the folder of runs in progress, beside the results
 
 
 class DamagedResultError(ValueError):
@@ -102,6 +108,27 @@ def check_writable_folder(folder: Path, what: str) -> None:
 class ResultStore:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else results_dir()
+
+    def checkpoint_path(self, config: ExperimentConfig) -> Path:
+        """The resumable checkpoint of ``config``'s run while it is in progress."""
+        return self.root / IN_PROGRESS / f"{config.key}.pt"
+
+    def progress(self, config: ExperimentConfig) -> dict[str, Any] | None:
+        """The progress record of ``config``'s run in progress (None: no run in progress)."""
+        path = self.checkpoint_path(config).with_suffix(".json")
+        if not path.is_file() or not self.checkpoint_path(config).is_file():
+            return None
+        return load_json(path)
+
+    def save_progress(self, config: ExperimentConfig, record: dict[str, Any]) -> None:
+        """Write (atomically) the progress record beside the checkpoint."""
+        save_json(self.checkpoint_path(config).with_suffix(".json"), record)
+
+    def end_progress(self, config: ExperimentConfig) -> None:
+        """Remove the checkpoint and progress record of a run that is stored now."""
+        checkpoint = self.checkpoint_path(config)
+        for path in (checkpoint, checkpoint.with_suffix(".json")):
+            path.unlink(missing_ok=True)
 
     def path(self, config: ExperimentConfig) -> Path:
         return self.root / config.key
@@ -223,7 +250,11 @@ class ResultStore:
     def _folders(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        return [p for p in sorted(self.root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        return [
+            p
+            for p in sorted(self.root.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and p.name != IN_PROGRESS
+        ]
 
     def scan(self) -> tuple[list[Result], dict[Path, str]]:
         """Every readable result, sorted by key, and for each damaged folder what is wrong."""

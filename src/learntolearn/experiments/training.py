@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from learntolearn.experiments import distributed
 from learntolearn.io import load_tensors, save_tensors
 from learntolearn.methods.protocol import Method
 from learntolearn.objective import Params
@@ -79,7 +80,10 @@ class OuterLoop:
 class RunSettings:
     """What the run decides: its key and length, the seed of the task stream, the device, where
     and how often to checkpoint, and progress. ``stop_after`` ends the call early after that
-    many iterations (as a kill would), leaving the checkpoint to resume from."""
+    many iterations, ``deadline`` (a :func:`time.monotonic` time) at the first iteration that
+    ends after it; either way a checkpoint of the iteration reached is written to resume from.
+    ``on_checkpoint(state)`` runs after every checkpoint is written (the runner records the
+    run's progress beside it)."""
 
     key: str
     iterations: int
@@ -89,6 +93,8 @@ class RunSettings:
     checkpoint_every: int = 1000
     progress: bool = True
     stop_after: int | None = None
+    deadline: float | None = None
+    on_checkpoint: Callable[[TrainState], None] | None = None
 
     def __post_init__(self) -> None:
         every = self.checkpoint_every
@@ -152,8 +158,13 @@ def train(
     observers: Sequence[Observer] = (),
 ) -> TrainState:
     """Minimise ``learner.loss`` on meta-batches from ``sample`` with ``outer`` for
-    ``run.iterations`` steps, resuming from ``run.checkpoint`` when it exists."""
+    ``run.iterations`` steps, resuming from ``run.checkpoint`` when it exists.
+
+    In a distributed run (:mod:`~learntolearn.experiments.distributed`) every rank takes its
+    share of each meta-batch and the meta-gradients are summed; rank 0 alone observes and
+    writes checkpoints, and the returned state of the other ranks has no observations."""
     device, key = run.device, run.key
+    rank, size = distributed.world()
     state = TrainState(
         params={k: v.detach().clone().to(device).requires_grad_() for k, v in params.items()},
         observed={o.name: [] for o in observers},
@@ -184,7 +195,7 @@ def train(
     bar = tqdm(
         total=run.iterations,
         initial=state.iteration,
-        disable=not run.progress or None,
+        disable=True if not run.progress or rank else None,
         desc=key,
         unit="it",
         dynamic_ncols=True,
@@ -193,7 +204,7 @@ def train(
     start, done_now, log_every = time.perf_counter(), 0, run.log_every
 
     def observe() -> None:
-        for o in observers:
+        for o in observers if rank == 0 else ():
             records = state.observed[o.name]
             fresh = not records or records[-1]["iteration"] < state.iteration
             if state.iteration % o.every == 0 and fresh:
@@ -210,16 +221,43 @@ def train(
             f"{kept}. Lower the step sizes (meta_lr, inner_lr) and run it again"
         )
 
+    def save() -> None:
+        nonlocal start
+        assert run.checkpoint is not None
+        if not (_finite(state.params) and bool(torch.isfinite(window))):
+            raise diverged("a parameter or the training loss is not finite")
+        state.wall_time_s += time.perf_counter() - start
+        start = time.perf_counter()
+        if rank != 0:
+            return
+        save_tensors(run.checkpoint, _checkpoint(state, opt, gen, key, window))
+        if run.on_checkpoint is not None:
+            run.on_checkpoint(state)
+
+    def stop() -> bool:
+        budget = run.deadline is not None and time.monotonic() >= run.deadline
+        spent = (run.stop_after is not None and done_now >= run.stop_after) or budget
+        return distributed.agree(spent, device) if size > 1 and run.deadline else spent
+
     try:
         observe()
         while state.iteration < run.iterations:
-            if run.stop_after is not None and done_now >= run.stop_after:
+            if stop():
+                if run.checkpoint is not None and done_now:
+                    save()
                 break
             if outer.lr_final is not None:
                 opt.param_groups[0]["lr"] = outer.lr_at(state.iteration, run.iterations)
-            loss = learner.loss(state.params, sample(gen))
+            batch = sample(gen)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if size == 1:
+                loss = learner.loss(state.params, batch)
+                loss.backward()
+            else:  # this rank's tasks, weighted by their share of the meta-batch's mean
+                part = distributed.shard(batch, rank, size)
+                loss = learner.loss(state.params, part) * (part.num_tasks / batch.num_tasks)
+                loss.backward()
+                loss = distributed.reduce_gradients(state.params, loss)
             if outer.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(list(state.params.values()), outer.clip_norm)
             opt.step()
@@ -242,11 +280,7 @@ def train(
             if run.checkpoint is not None and (
                 state.iteration % run.checkpoint_every == 0 or state.iteration == run.iterations
             ):
-                if not (_finite(state.params) and bool(torch.isfinite(window))):
-                    raise diverged("a parameter or the training loss is not finite")
-                state.wall_time_s += time.perf_counter() - start
-                start = time.perf_counter()
-                save_tensors(run.checkpoint, _checkpoint(state, opt, gen, key, window))
+                save()
     finally:
         bar.close()
     if not (_finite(state.params) and bool(torch.isfinite(window))):
