@@ -1,4 +1,5 @@
-"""Time per MAML meta-iteration: ``learntolearn`` against ``higher`` and a supervised floor.
+"""Time per MAML meta-iteration: ``learntolearn`` against ``higher``, ``learn2learn`` and a
+supervised floor.
 
 What is measured, for one meta-iteration on one meta-batch of N-way K-shot Omniglot tasks
 (MAML, Finn, Abbeel & Levine, ICML 2017, Sec. 5.2, Algorithm 2), with the paper's 4-block
@@ -24,11 +25,18 @@ Methods (all on the same network initialisation, the same task batches, the same
   ``.grad`` stays ``None``: higher issues #63 and #129); the first-order meta-gradient
   ∇_θ' L_query(θ') is taken with ``torch.autograd.grad`` w.r.t. ``fmodel.parameters()`` and
   added to θ's ``.grad``, as suggested in #63.
+- ``l2l MAML-2``: the canonical loop of ``learn2learn`` 0.2.0 (Arnold et al., 2020,
+  github.com/learnables/learn2learn, examples/vision/maml_omniglot.py):
+  ``maml = l2l.algorithms.MAML(model, lr=α)``, per task ``learner = maml.clone()``,
+  ``learner.adapt(support_loss)`` for every inner step, ``(query_loss / num_tasks).backward()``
+  accumulated over the tasks, then the outer Adam step; ``l2l MAML-1``: the same with
+  ``first_order=True`` (the clone's ``.backward()`` reaches θ through ``clone()``, so the plain
+  loop gives FOMAML's gradient).
 - ``supervised step``: forward + backward + Adam of the same network on the query images of the
   whole meta-batch as one batch, no inner loop: the floor any meta-learner pays.
 
-Before timing, the meta-gradients of the library (batched and loop) and of higher are compared
-in float64 on the first benchmark batch (its first ``--check-tasks`` tasks, 4 by default: float64
+Before timing, the meta-gradients of the library (batched and loop), of higher and of learn2learn
+are compared in float64 on the first benchmark batch (its first ``--check-tasks`` tasks, 4 by default: float64
 convolutions are slow on CPU), second and first order; the run stops if they differ.
 
 Timing: ``--warmup`` rounds are discarded, then ``--iters`` rounds; in every round each method
@@ -37,7 +45,11 @@ runs one meta-iteration on that round's batch, in an order rotated from round to
 median and interquartile range of ms/iteration, and ratios as the median over rounds of the
 per-round ratio (paired, so robust to drifting load). On CUDA every iteration is bracketed by
 ``torch.cuda.synchronize()`` and the peak memory allocated during an iteration (above what was
-allocated before it) is reported; on CPU memory is not measured. Task sampling is not timed.
+allocated before it) is reported. On every device, after the timed rounds, one more untimed
+iteration per method measures the peak of the bytes autograd holds for backward (the distinct
+storages of the tensors saved by the graph, tracked with
+``torch.autograd.graph.saved_tensors_hooks``): a device-independent proxy for activation memory,
+the only memory figure on the CPU (``--no-memory`` skips it). Task sampling is not timed.
 On the CPU every method runs under the library's CPU settings
 (``experiments.device.cpu_numerics``: one intra-op thread, denormals flushed); ``--threads``
 overrides the thread count for all of them.
@@ -56,7 +68,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -77,11 +89,34 @@ try:
 except ImportError:  # reported in main(), with the command that installs it
     higher = None
 
+L2L_IMPORT_ERROR = ""
+try:
+    import learn2learn as l2l
+except ImportError as err:  # reported in main(), with the commands that install it
+    l2l = None
+    L2L_IMPORT_ERROR = f"{type(err).__name__}: {err}"
+
 HIGHER_MISSING = (
     "The peer implementation `higher` is not installed. It is needed only by this benchmark;\n"
     "install it (pure Python, no dependencies to pull) into the project's environment with\n\n"
     "    .venv/bin/pip install higher==0.2.1 --no-deps\n\n"
     "or rerun with --skip-higher to time the library and the supervised floor only."
+)
+
+L2L_MISSING = (
+    "The peer implementation `learn2learn` 0.2.0 is not importable here ({error}).\n"
+    "It is needed only by this benchmark and is kept out of the project's environment: it pulls\n"
+    "gym, scipy and requests at import, and its shipped C files do not build on Python >= 3.11\n"
+    "(they include a header Python 3.11 removed), so they are regenerated from its .pyx sources.\n"
+    "In a separate environment that also has torch, torchvision, higher and this project:\n\n"
+    "    pip download learn2learn==0.2.0 --no-deps --no-binary :all:\n"
+    "    tar xzf learn2learn-0.2.0.tar.gz && cd learn2learn-0.2.0\n"
+    "    pip install cython wheel\n"
+    "    rm -rf .eggs learn2learn/data/*.c\n"
+    "    cython -3 -X embedsignature=True learn2learn/data/*.pyx\n"
+    "    pip install --no-deps --no-build-isolation .\n"
+    "    pip install requests scipy gym==0.26.2 --no-deps   # what `import learn2learn` needs\n\n"
+    "(benchmarks/README.md has the full sequence), or rerun with --skip-l2l."
 )
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -115,7 +150,8 @@ class Method:
     name: str
     step: Step
     times: list[float] = field(default_factory=list)  # seconds, timed rounds only
-    peak_bytes: int = 0
+    peak_bytes: int = 0  # CUDA: peak allocated during an iteration
+    saved_bytes: int | None = None  # any device: peak bytes saved for backward (one iteration)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +224,36 @@ def higher_step(model: nn.Module, s: Setting, *, first_order: bool) -> Step:
     return step
 
 
+def l2l_accumulate_meta_grad(maml: nn.Module, batch: TaskBatch, s: Setting) -> None:
+    """Add the meta-gradient of the mean query loss to θ's ``.grad`` (learn2learn's loop)."""
+    b = batch.num_tasks
+    for i in range(b):
+        learner = maml.clone()
+        for _ in range(s.inner_steps):
+            learner.adapt(F.cross_entropy(learner(batch.x_support[i]), batch.y_support[i]))
+        query_loss = F.cross_entropy(learner(batch.x_query[i]), batch.y_query[i]) / b
+        query_loss.backward()
+
+
+def l2l_maml(model: nn.Module, s: Setting, *, first_order: bool) -> nn.Module:
+    """``learn2learn.algorithms.MAML`` around a copy of ``model``."""
+    assert l2l is not None
+    return l2l.algorithms.MAML(copy.deepcopy(model), lr=s.inner_lr, first_order=first_order)
+
+
+def l2l_step(model: nn.Module, s: Setting, *, first_order: bool) -> Step:
+    """``learn2learn``'s canonical MAML meta-iteration on its own copy of the network."""
+    maml = l2l_maml(model, s, first_order=first_order)
+    meta_opt = torch.optim.Adam(maml.parameters(), lr=s.meta_lr)
+
+    def step(batch: TaskBatch) -> None:
+        meta_opt.zero_grad(set_to_none=True)
+        l2l_accumulate_meta_grad(maml, batch, s)
+        meta_opt.step()
+
+    return step
+
+
 def supervised_step(model: nn.Module, s: Setting) -> Step:
     """Forward, backward and Adam on the meta-batch's query images as one batch: the floor."""
     model = copy.deepcopy(model)
@@ -222,6 +288,12 @@ def higher_meta_grad(model: nn.Module, batch: TaskBatch, s: Setting, *, fo: bool
     return [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
 
 
+def l2l_meta_grad(model: nn.Module, batch: TaskBatch, s: Setting, *, fo: bool) -> list[Tensor]:
+    maml = l2l_maml(model, s, first_order=fo)
+    l2l_accumulate_meta_grad(maml, batch, s)
+    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in maml.parameters()]
+
+
 def naive_higher_fo_reaches_theta(model: nn.Module, batch: TaskBatch, s: Setting) -> bool:
     """Does the literal ``track_higher_grads=False`` + ``.backward()`` loop give θ a gradient?"""
     assert higher is not None
@@ -249,7 +321,13 @@ def max_rel_diff(a: list[Tensor], b: list[Tensor]) -> float:
 
 
 def check_gradients(
-    model: nn.Module, batch: TaskBatch, s: Setting, *, rtol: float, with_higher: bool
+    model: nn.Module,
+    batch: TaskBatch,
+    s: Setting,
+    *,
+    rtol: float,
+    with_higher: bool,
+    with_l2l: bool,
 ) -> bool:
     """Print whether every implementation computes the same meta-gradient (float64)."""
     model64 = copy.deepcopy(model).double()
@@ -269,6 +347,8 @@ def check_gradients(
         ]
         if with_higher:
             others.append(("higher", higher_meta_grad(model64, batch64, s, fo=fo)))
+        if with_l2l:
+            others.append(("l2l", l2l_meta_grad(model64, batch64, s, fo=fo)))
         for name, grads in others:
             err = max_rel_diff(grads, ref)
             good = err <= rtol
@@ -332,6 +412,75 @@ def omniglot_tasks(s: Setting, num: int, device: torch.device, seed: int) -> lis
 # Timing
 
 
+class _Saved:
+    """What the graph stores in place of a saved tensor; releasing it releases the tensor."""
+
+    __slots__ = ("key", "meter", "tensor")
+
+    def __init__(self, tensor: Tensor, key: Hashable, meter: SavedTensorMeter) -> None:
+        self.tensor, self.key, self.meter = tensor, key, meter
+
+    def __del__(self) -> None:
+        self.meter.release(self.key)
+
+
+class SavedTensorMeter:
+    """Peak bytes held by autograd for backward during one call: a proxy for activation memory.
+
+    Every tensor an autograd graph saves (forward, and the backward graphs of
+    ``create_graph=True``) passes through ``saved_tensors_hooks``; the meter counts the bytes of
+    each distinct storage while at least one graph holds it (views and repeated saves of one
+    tensor count once; parameters count when a graph saves them). Not counted: tensors that are
+    not saved (gradients, optimiser state, temporaries), allocator overhead and caching.
+    """
+
+    def __init__(self) -> None:
+        self.refs: dict[Hashable, tuple[int, int]] = {}  # storage -> (holders, bytes)
+        self.live = 0
+        self.peak = 0
+
+    def pack(self, t: Tensor) -> _Saved:
+        base = t
+        while torch._C._functorch.is_batchedtensor(base):  # saved under vmap: the real storage
+            base = torch._C._functorch.get_unwrapped(base)
+        try:
+            storage = base.untyped_storage()
+            key: Hashable = (storage.device, storage.data_ptr())
+            nbytes = storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # a tensor without a plain storage
+            key, nbytes = ("id", id(base)), base.numel() * base.element_size()
+        holders, _ = self.refs.get(key, (0, nbytes))
+        if holders == 0:
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+        self.refs[key] = (holders + 1, nbytes)
+        return _Saved(t, key, self)
+
+    def release(self, key: Hashable) -> None:
+        if key not in self.refs:  # held past the end of its measurement
+            return
+        holders, nbytes = self.refs[key]
+        if holders == 1:
+            del self.refs[key]
+            self.live -= nbytes
+        else:
+            self.refs[key] = (holders - 1, nbytes)
+
+    def measure(self, step: Step, batch: TaskBatch) -> int:
+        """Peak saved bytes of one call of ``step`` (which runs, updating its parameters)."""
+        gc.collect()
+        self.refs.clear()
+        self.live = self.peak = 0
+        with torch.autograd.graph.saved_tensors_hooks(self.pack, _unpack):
+            step(batch)
+        gc.collect()
+        return self.peak
+
+
+def _unpack(saved: _Saved) -> Tensor:
+    return saved.tensor
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -387,6 +536,9 @@ def paired_ratio(a: Method, b: Method) -> float:
 
 def print_table(methods: list[Method], ref: Method, floor: Method | None, cuda: bool) -> None:
     head = ["method", "ms/iter (median)", "IQR ms", "x ours MAML-2 batched", "x supervised"]
+    saved = any(m.saved_bytes is not None for m in methods)
+    if saved:
+        head.append("saved MiB (peak)")
     if cuda:
         head.append("peak MiB / iter")
     print("| " + " | ".join(head) + " |")
@@ -400,6 +552,8 @@ def print_table(methods: list[Method], ref: Method, floor: Method | None, cuda: 
             f"{paired_ratio(m, ref):.2f}",
             "-" if floor is None else f"{paired_ratio(m, floor):.1f}",
         ]
+        if saved:
+            row.append("-" if m.saved_bytes is None else f"{m.saved_bytes / 2**20:.0f}")
         if cuda:
             row.append(f"{m.peak_bytes / 2**20:.0f}")
         print("| " + " | ".join(row) + " |")
@@ -410,7 +564,8 @@ def print_table(methods: list[Method], ref: Method, floor: Method | None, cuda: 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Time one MAML meta-iteration: learntolearn vs higher vs a supervised step.",
+        description="Time one MAML meta-iteration: learntolearn vs higher vs learn2learn vs a "
+        "supervised step.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--setting", choices=sorted(SETTINGS), default="5w1s")
@@ -432,7 +587,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-check", action="store_true", help="skip the gradient-agreement check")
     p.add_argument("--no-loop", action="store_true", help="skip the library's task loop")
-    p.add_argument("--skip-higher", action="store_true", help="run without the peer")
+    p.add_argument("--skip-higher", action="store_true", help="run without higher")
+    p.add_argument("--skip-l2l", action="store_true", help="run without learn2learn")
+    p.add_argument(
+        "--no-memory", action="store_true", help="skip the saved-tensor memory iteration"
+    )
     args = p.parse_args(argv)
     if args.iters < 1 or args.warmup < 0 or args.batches < 1:
         p.error("--iters and --batches must be >= 1, --warmup >= 0")
@@ -445,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
         print(HIGHER_MISSING, file=sys.stderr)
         return 2
     with_higher = not args.skip_higher
+    if l2l is None and not args.skip_l2l:
+        print(L2L_MISSING.format(error=L2L_IMPORT_ERROR), file=sys.stderr)
+        return 2
+    with_l2l = not args.skip_l2l
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device is available", file=sys.stderr)
         return 2
@@ -472,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     commit = "unknown" if git["commit"] is None else git["commit"][:10]
     commit += " + uncommitted edits" if git["dirty"] else ""
     peer = importlib.metadata.version("higher") if with_higher else "not run"
+    peer_l2l = importlib.metadata.version("learn2learn") if with_l2l else "not run"
     print(
         f"# MAML meta-iteration, Omniglot {s.n_way}-way {s.k_shot}-shot "
         f"({'synthetic images' if args.synthetic else 'Omniglot train split'})"
@@ -483,14 +647,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{device_name(device)}, {torch.get_num_threads()} torch threads | "
-        f"torch {torch.__version__} | higher {peer} | learntolearn {commit}"
+        f"torch {torch.__version__} | higher {peer} | learn2learn {peer_l2l} | "
+        f"learntolearn {commit}"
     )
     print(f"rounds: {args.warmup} warm-up + {args.iters} timed, interleaved\n")
     sys.stdout.flush()
 
     if not args.no_check:
         first = batches[0] if args.check_tasks < 1 else batches[0][: args.check_tasks]
-        ok = check_gradients(model, first, s, rtol=args.rtol, with_higher=with_higher)
+        ok = check_gradients(
+            model, first, s, rtol=args.rtol, with_higher=with_higher, with_l2l=with_l2l
+        )
         sys.stdout.flush()
         if not ok:
             print("Meta-gradients disagree: not timing implementations that compute different")
@@ -509,9 +676,17 @@ def main(argv: list[str] | None = None) -> int:
             Method("higher MAML-2", higher_step(model, s, first_order=False)),
             Method("higher MAML-1", higher_step(model, s, first_order=True)),
         ]
+    if with_l2l:
+        methods += [
+            Method("l2l MAML-2", l2l_step(model, s, first_order=False)),
+            Method("l2l MAML-1", l2l_step(model, s, first_order=True)),
+        ]
     methods.append(Method("supervised step", supervised_step(model, s)))
 
     run_rounds(methods, batches, device, args.warmup, args.iters)
+    if not args.no_memory:
+        for method in tqdm(methods, desc="saved-tensor memory", file=sys.stderr):
+            method.saved_bytes = SavedTensorMeter().measure(method.step, batches[0])
     print_table(methods, ref=methods[0], floor=methods[-1], cuda=device.type == "cuda")
     if args.json:
         record = {
@@ -520,9 +695,11 @@ def main(argv: list[str] | None = None) -> int:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "higher": peer,
+            "learn2learn": peer_l2l,
             "learntolearn": git,
             "seconds": {m.name: m.times for m in methods},
             "peak_bytes": {m.name: m.peak_bytes for m in methods} if device.type == "cuda" else {},
+            "saved_bytes": {m.name: m.saved_bytes for m in methods if m.saved_bytes is not None},
         }
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     return 0

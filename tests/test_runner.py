@@ -277,3 +277,56 @@ def test_chapter_helper_and_result_accessors():
     assert chapter.not_run() == "every setting was run"
     third = Chapter("03_first_order", "cpu", {}, {})
     assert "not run at this profile: omniglot/maml-20w5s" in third.not_run()
+
+
+def test_run_in_progress_is_kept_in_the_store_and_resumes_bit_for_bit(tmp_path):
+    """A sitting cut short leaves its checkpoint and progress record in ``in-progress/``; the
+    next sitting resumes to the uninterrupted result and records both sittings."""
+    cfg = tiny(milestone_every=10)
+    whole = run(cfg, progress=False, store=ResultStore(tmp_path / "whole"), checkpoint_every=10)
+    store = ResultStore(tmp_path / "sittings")
+    with pytest.raises(InterruptedError):
+        run(cfg, progress=False, store=store, checkpoint_every=100, stop_after=13)
+    record = store.progress(cfg)
+    assert store.checkpoint_path(cfg).is_file()
+    assert store.checkpoint_path(cfg).parent == store.root / "in-progress"
+    assert record["iteration"] == 13 and record["iterations"] == 30  # saved where it stopped
+    assert record["checkpoint_bytes"] == store.checkpoint_path(cfg).stat().st_size
+    assert [m["iteration"] for m in record["milestones"]] == [0, 10]
+    assert [(s["from"], s["to"]) for s in record["sittings"]] == [(0, 13)]
+    assert store.scan() == ([], {})  # in-progress/ is not a damaged result folder
+    resumed = run(cfg, progress=False, store=store)
+    assert same_params(resumed.params(), whole.params())
+    assert resumed.metrics["train"]["milestones"] == whole.metrics["train"]["milestones"]
+    assert [(s["from"], s["to"]) for s in resumed.provenance["sittings"]] == [(0, 13), (13, 30)]
+    assert store.progress(cfg) is None and not store.checkpoint_path(cfg).exists()
+    first = whole.metrics["train"]["milestones"][-1]
+    final = whole.metrics["eval"]["full"]["5"]
+    assert first["iteration"] == 30 and first["full/5"] == final["mean"][whole.reported_step]
+
+
+def test_reproduce_stops_at_its_budget_and_resumes(monkeypatch, capsys):
+    """``reproduce --budget`` on a clock that advances 1 s per reading: the plan says what fits,
+    the run stops cleanly when the budget is spent, and the same command finishes it."""
+    import itertools
+    import time
+
+    clock = itertools.count(start=1000.0, step=1.0)
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    argv = ["reproduce", "--profile", "smoke", "--chapter", "01_meta_learning"]
+    argv += ["--only", "sinusoid/maml-k5", "--quiet", "--budget", "12s"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "advances (length unknown)" in out and "budget: 12 s of training" in out
+    cfg = experiment("sinusoid/maml-k5", "smoke")
+    store = store_for(cfg)
+    done = store.progress(cfg)["iteration"]
+    assert 0 < done < cfg.iterations and store.get(cfg) is None
+    assert f"{done:,} of {cfg.iterations:,} iterations when the budget ran out" in out
+    assert main([*argv[:-1], "1h"]) == 0
+    assert store.get(cfg) is not None and store.progress(cfg) is None
+    whole = run(cfg, progress=False, store=ResultStore(store.root.parent / "whole"))
+    assert same_params(store.get(cfg).params(), whole.params())
+    with pytest.raises(SystemExit):
+        main([*argv[:-1], "soon"])
+    assert "a time budget looks like" in capsys.readouterr().err

@@ -7,6 +7,7 @@ it as written, so it carries no reStructuredText markup.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _budget(text: str) -> float:
+    """An argparse type: a time budget in seconds (see :func:`~.plan.budget_seconds`)."""
+    try:
+        return budget_seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def _summary(result: Result) -> str:
     c, p = result.config, result.provenance
     lines = [
@@ -85,7 +94,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             checkpoint_every=args.checkpoint_every,
         )
-        print(_summary(result))
+        if result is not None:  # None: a rank other than 0 of a distributed run
+            print(_summary(result))
     return 0
 
 
@@ -203,7 +213,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 f"profile {args.profile}; pick from {', '.join(todo)}"
             )
         todo = [n for n in todo if n in args.only]
-    budget = None if args.budget is None else budget_seconds(args.budget)
+    budget = args.budget
     deadline = None if budget is None else time.monotonic() + budget
     dev = resolve_device(args.device)
     steps, stored = plan(todo, args.profile, dev.type)
@@ -371,6 +381,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--budget",
+        type=_budget,
         metavar="TIME",
         help="stop cleanly after this much training time, e.g. 45m, 2h, 1h30m: runs are "
         "checkpointed in results/in-progress/ and the same command resumes them",
@@ -402,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 alone prints (and stores)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     try:
         return args.func(args)
     except (ConfigError, OSError, ValueError, RuntimeError) as err:
@@ -410,6 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        from learntolearn.experiments.distributed import finish
+
+        finish()
 
 
 if __name__ == "__main__":  # pragma: no cover

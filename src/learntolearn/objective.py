@@ -113,6 +113,8 @@ class Objective:
         self, params: Params, x: Tensor, y: Tensor, context: Tensor | None = None
     ) -> Tensor:
         """Losses ``[B]`` of ``B`` tasks, each with its own parameters ``params[k][b]``."""
+        if hasattr(self.model, "forward_tasks"):
+            return vmap(self.loss, randomness="error")(self.predict(params, x, context), y)
         dims = (0, 0, 0, None if context is None else 0)
         return vmap(self.single, in_dims=dims, randomness="error")(params, x, y, context)
 
@@ -120,7 +122,15 @@ class Objective:
         self, params: Params, x: Tensor, context: Tensor | None = None, layers: bool = False
     ) -> Any:
         """Predictions ``[B, N, ...]`` of ``B`` tasks with per-task parameters (``layers``: a
-        tuple of every layer's outputs)."""
+        tuple of every layer's outputs). A network with ``forward_tasks`` computes them for all
+        tasks at once (see :class:`~learntolearn.models.networks.ConvNet`); any other is
+        mapped over the tasks with ``vmap``."""
+        tasks = getattr(self.model, "forward_tasks", None)
+        if tasks is not None and not layers:
+            if self.transductive or context is None:
+                return tasks(params, x)
+            n = context.shape[1]
+            return tasks(params, torch.cat([context, x], 1), stats_from=n)[:, n:]
         dims = (0, 0, None if context is None else 0)
         single = partial(self.predict_single, layers=layers)
         return vmap(single, in_dims=dims, randomness="error")(params, x, context)

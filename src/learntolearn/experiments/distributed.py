@@ -22,7 +22,7 @@ from torch import Tensor
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
-__all__ = ["agree", "init_from_env", "reduce_gradients", "shard", "world"]
+__all__ = ["agree", "finish", "init_from_env", "reduce_gradients", "shard", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -45,6 +45,12 @@ def init_from_env(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+def finish() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard(batch: TaskBatch, rank: int, size: int) -> TaskBatch:

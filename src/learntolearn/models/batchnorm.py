@@ -16,7 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["TaskBatchNorm"]
+__all__ = ["TaskBatchNorm", "task_batch_norm"]
+
+
+def task_batch_norm(
+    x: Tensor, weight: Tensor, bias: Tensor, stats_from: int | None = None, eps: float = 1e-5
+) -> Tensor:
+    """Normalise ``x`` over every dimension but the channels (dim 1) with the statistics of
+    its first ``stats_from`` rows (all rows: None), then scale and shift per channel."""
+    if stats_from is None:  # the fused kernel; it never touches running statistics here
+        return F.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+    dims = [0, *range(2, x.dim())]
+    var, mean = torch.var_mean(x[:stats_from], dim=dims, unbiased=False, keepdim=True)
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    scale = weight.view(shape) * torch.rsqrt(var + eps)
+    return torch.addcmul(bias.view(shape) - mean * scale, x, scale)
 
 
 class TaskBatchNorm(nn.Module):
@@ -29,10 +43,4 @@ class TaskBatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor, stats_from: int | None = None) -> Tensor:
-        if stats_from is None:  # the fused kernel; it never touches running statistics here
-            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        dims = [0, *range(2, x.dim())]
-        var, mean = torch.var_mean(x[:stats_from], dim=dims, unbiased=False, keepdim=True)
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        scale = self.weight.view(shape) * torch.rsqrt(var + self.eps)
-        return torch.addcmul(self.bias.view(shape) - mean * scale, x, scale)
+        return task_batch_norm(x, self.weight, self.bias, stats_from, self.eps)

@@ -6,6 +6,13 @@ standard deviations, convolutions Xavier-uniform, biases zero.
 
 Every network takes ``forward(x, stats_from=None)``; ``stats_from`` reaches the batch-norm layers
 (see :mod:`learntolearn.models.batchnorm`) and is ignored by networks without them.
+
+:class:`ConvNet` also offers ``forward_tasks(params, x, stats_from)``: the same network for a
+batch of B tasks at once, each with its own parameters (a leading task dimension on every
+parameter and input). It is what ``vmap`` over :meth:`forward` computes, written with the task
+dimension folded into the channels: one grouped convolution per layer (``groups=B``), and one
+batch norm over B·C channels, which is exactly per-task, per-channel normalisation. The
+batching rules of ``vmap`` reach the same layout with extra copies and element-wise work.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ import itertools
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from learntolearn.models.batchnorm import TaskBatchNorm
+from learntolearn.models.batchnorm import TaskBatchNorm, task_batch_norm
 
 __all__ = ["MLP", "ConvNet", "FCNet"]
 
@@ -102,6 +110,34 @@ class ConvNet(nn.Module):
         features = last.flatten(1) if self.pool else last.mean(dim=(2, 3))
         logits = self.head(features)
         return (*outs, features, logits) if layers else logits
+
+    def forward_tasks(
+        self, params: dict[str, Tensor], x: Tensor, stats_from: int | None = None
+    ) -> Tensor:
+        """Logits ``[B, N, n_way]`` of B tasks: inputs ``x [B, N, C, H, W]``, and every
+        parameter with a leading dimension B (the parameters of :meth:`named_parameters`)."""
+        b, n = x.shape[:2]
+        h = x.transpose(0, 1).reshape(n, b * x.shape[2], *x.shape[3:])  # tasks into channels
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            w = params[f"convs.{i}.weight"]
+            h = F.conv2d(
+                h,
+                w.reshape(-1, *w.shape[2:]),
+                params[f"convs.{i}.bias"].reshape(-1),
+                stride=conv.stride,
+                padding=conv.padding,
+                groups=b,
+            )
+            gamma, beta = params[f"norms.{i}.weight"], params[f"norms.{i}.bias"]
+            h = torch.relu(
+                task_batch_norm(h, gamma.reshape(-1), beta.reshape(-1), stats_from, norm.eps)
+            )
+            if self.pool:
+                h = F.max_pool2d(h, 2)
+        per_task = h.view(n, b, -1, *h.shape[2:])  # [N, B, C, h, w]
+        features = per_task.flatten(2) if self.pool else per_task.mean(dim=(3, 4))
+        weight, bias = params["head.weight"], params["head.bias"]
+        return torch.baddbmm(bias.unsqueeze(1), features.transpose(0, 1), weight.transpose(1, 2))
 
 
 class FCNet(nn.Module):
