@@ -39,7 +39,6 @@ def compare(tmp_path: Path, name: str, env: dict[str, str], skip: str | None = N
     one = train(tmp_path, name, 1, env).get(cfg)
     two = train(tmp_path, name, 2, env).get(cfg)
     assert one is not None and two is not None
-    assert two.provenance.get("ranks", 1) == 1 or True
     a, b = one.params(), two.params()
     scale = max(v.abs().max().item() for v in a.values())
     for k in a:
@@ -68,7 +67,7 @@ def test_shards_cover_the_meta_batch(size):
     x = torch.arange(5.0).view(5, 1, 1)
     batch = TaskBatch(x, x, x, x)
     parts = [shard(batch, r, size).x_support.flatten().tolist() for r in range(size)]
-    assert sum(parts, []) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert [v for p in parts for v in p] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
     with pytest.raises(ValueError, match="cannot be split over 6 ranks"):
         shard(batch, 0, 6)
