@@ -36,8 +36,9 @@ Methods (all on the same network initialisation, the same task batches, the same
   whole meta-batch as one batch, no inner loop: the floor any meta-learner pays.
 
 Before timing, the meta-gradients of the library (batched and loop), of higher and of learn2learn
-are compared in float64 on the first benchmark batch (its first ``--check-tasks`` tasks, 4 by default: float64
-convolutions are slow on CPU), second and first order; the run stops if they differ.
+are compared in float64 on the first benchmark batch (its first ``--check-tasks`` tasks, 4 by
+default: float64 convolutions are slow on CPU), second and first order; the run stops if they
+differ.
 
 Timing: ``--warmup`` rounds are discarded, then ``--iters`` rounds; in every round each method
 runs one meta-iteration on that round's batch, in an order rotated from round to round
@@ -115,7 +116,8 @@ L2L_MISSING = (
     "    rm -rf .eggs learn2learn/data/*.c\n"
     "    cython -3 -X embedsignature=True learn2learn/data/*.pyx\n"
     "    pip install --no-deps --no-build-isolation .\n"
-    "    pip install requests scipy gym==0.26.2 --no-deps   # what `import learn2learn` needs\n\n"
+    "    pip install requests                  # and, what else `import learn2learn` needs:\n"
+    "    pip install scipy gym==0.26.2 --no-deps\n\n"
     "(benchmarks/README.md has the full sequence), or rerun with --skip-l2l."
 )
 

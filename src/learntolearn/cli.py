@@ -93,6 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             store=store_for(cfg),
             progress=not args.quiet,
             checkpoint_every=args.checkpoint_every,
+            task_chunk=args.task_chunk,
         )
         if result is not None:  # None: a rank other than 0 of a distributed run
             print(_summary(result))
@@ -252,6 +253,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 checkpoint_every=args.checkpoint_every,
                 deadline=deadline,
+                task_chunk=args.task_chunk,
             )
         except InterruptedError:
             record = store_for(s.config).progress(s.config) or {}
@@ -313,6 +315,13 @@ def _parser() -> argparse.ArgumentParser:
             default=1000,
             metavar="N",
             help="write a resumable checkpoint every N iterations (N >= 1; default: 1000)",
+        )
+        p.add_argument(
+            "--task-chunk",
+            type=_positive,
+            metavar="N",
+            help="backpropagate each meta-batch N tasks at a time: less memory, the same "
+            "meta-gradient up to rounding (default: all tasks at once)",
         )
 
     by_name = f"the profile of the registered names: {PROFILE_HELP} (default: paper)"

@@ -8,6 +8,12 @@ generator and keeps its contiguous share: the tasks a run sees do not depend on 
 ranks, a checkpoint resumes on any world size, and a run on W ranks equals the one-process run
 up to the order of floating-point sums. Rank 0 alone observes, checkpoints, evaluates and stores.
 
+What is split is the *gradient*, which is a mean over tasks for every method here: MAML's and
+pretraining's losses are means over tasks, and the gradient of Reptile's surrogate ½‖Φ − W̄‖²
+is Φ − W̄, linear in the mean W̄ of the adapted weights. (Reptile's logged loss is then the
+mean of the shards' surrogates, not the surrogate of the whole batch.) The same holds for the
+chunks of ``RunSettings.task_chunk``.
+
 Launch: ``torchrun --nproc-per-node 2 -m learntolearn train NAME`` (gloo on CPUs, NCCL on GPUs).
 """
 

@@ -89,6 +89,7 @@ def run(
     checkpoint_every: int = 1000,
     stop_after: int | None = None,
     deadline: float | None = None,
+    task_chunk: int | None = None,
 ) -> Result:
     """The stored result for ``config``; trains (resuming any checkpoint) when there is none.
 
@@ -97,7 +98,8 @@ def run(
     checkpoint and progress record live in the store's ``in-progress/`` folder until the
     result is stored. ``stop_after`` (iterations) or ``deadline`` (a :func:`time.monotonic`
     time) end this sitting early with :class:`InterruptedError`; the same call resumes it. In
-    a distributed run the ranks other than 0 train and return ``None``.
+    a distributed run the ranks other than 0 train and return ``None``. ``task_chunk``: see
+    :class:`~.training.RunSettings` (less memory; the same result up to rounding).
     """
     store = store or store_for(config)
     found = store.get(config)
@@ -123,6 +125,7 @@ def run(
         **code,
         "device": provenance.device_name(dev),
         "ranks": distributed.world()[1],
+        "task_chunk": task_chunk,
     }
 
     def on_checkpoint(state: TrainState) -> None:
@@ -151,6 +154,7 @@ def run(
         progress=progress,
         stop_after=stop_after,
         deadline=deadline,
+        task_chunk=task_chunk,
         on_checkpoint=on_checkpoint,
     )
     store.check_writable()

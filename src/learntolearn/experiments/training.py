@@ -83,7 +83,9 @@ class RunSettings:
     many iterations, ``deadline`` (a :func:`time.monotonic` time) at the first iteration that
     ends after it; either way a checkpoint of the iteration reached is written to resume from.
     ``on_checkpoint(state)`` runs after every checkpoint is written (the runner records the
-    run's progress beside it)."""
+    run's progress beside it). ``task_chunk`` backpropagates the meta-batch that many tasks at
+    a time (None: all at once): the same meta-gradient up to the order of floating-point sums,
+    with one chunk's graph in memory instead of the whole batch's."""
 
     key: str
     iterations: int
@@ -94,6 +96,7 @@ class RunSettings:
     progress: bool = True
     stop_after: int | None = None
     deadline: float | None = None
+    task_chunk: int | None = None
     on_checkpoint: Callable[[TrainState], None] | None = None
 
     def __post_init__(self) -> None:
@@ -147,6 +150,26 @@ def _checkpoint(
 
 def _finite(params: Params) -> bool:
     return all(bool(torch.isfinite(v).all()) for v in params.values())
+
+
+def _backward(
+    learner: Method, params: Params, batch: TaskBatch, total: int, chunk: int | None
+) -> Tensor:
+    """Backpropagate ``learner.loss`` over ``batch``, ``chunk`` tasks at a time, each chunk
+    weighted by its share of a meta-batch of ``total`` tasks; returns the weighted loss."""
+    n = batch.num_tasks
+    if chunk is None or chunk >= n:
+        loss = learner.loss(params, batch)
+        loss = loss if n == total else loss * (n / total)
+        loss.backward()
+        return loss.detach()
+    summed = torch.zeros((), device=batch.device)
+    for i in range(0, n, chunk):
+        part = batch[i : i + chunk]
+        loss = learner.loss(params, part) * (part.num_tasks / total)
+        loss.backward()
+        summed += loss.detach()
+    return summed
 
 
 def train(
@@ -250,13 +273,10 @@ def train(
                 opt.param_groups[0]["lr"] = outer.lr_at(state.iteration, run.iterations)
             batch = sample(gen)
             opt.zero_grad(set_to_none=True)
-            if size == 1:
-                loss = learner.loss(state.params, batch)
-                loss.backward()
-            else:  # this rank's tasks, weighted by their share of the meta-batch's mean
-                part = distributed.shard(batch, rank, size)
-                loss = learner.loss(state.params, part) * (part.num_tasks / batch.num_tasks)
-                loss.backward()
+            # this rank's tasks, weighted by their share of the meta-batch's mean
+            part = batch if size == 1 else distributed.shard(batch, rank, size)
+            loss = _backward(learner, state.params, part, batch.num_tasks, run.task_chunk)
+            if size > 1:
                 loss = distributed.reduce_gradients(state.params, loss)
             if outer.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(list(state.params.values()), outer.clip_norm)
