@@ -346,3 +346,24 @@ def test_task_chunks_give_the_same_run_up_to_rounding(tmp_path):
         torch.tensor(chunked.metrics["train"]["history"]),
         rtol=1e-5,
     )
+
+
+def test_sitting_script_advances_and_copies_out(tmp_path):
+    """The prepared command for a lent machine (scripts/sitting.sh), at smoke size on the CPU:
+    it trains within its budget and copies the new result folder to $OUT."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "sitting.sh"
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "LEARNTOLEARN_RESULTS": str(tmp_path / "store")}
+    args = ["--profile", "smoke", "--chapter", "01_meta_learning", "--only", "sinusoid/oracle"]
+    done = subprocess.run(
+        [str(script), "5m", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    key = experiment("sinusoid/oracle", "smoke").key
+    assert (out / "results" / key / "metrics.json").is_file()
+    bad = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "usage: scripts/sitting.sh BUDGET" in bad.stderr
