@@ -32,7 +32,7 @@ Methods (all on the same network initialisation, the same task batches, the same
   accumulated over the tasks, then the outer Adam step; ``l2l MAML-1``: the same with
   ``first_order=True`` (the clone's ``.backward()`` reaches θ through ``clone()``, so the plain
   loop gives FOMAML's gradient).
-- ``supervised step``: forward + backward + Adam of the same network on the query images of the
+- ``supervised step``: forward + backward + Adam of the same network on every image of the
   whole meta-batch as one batch, no inner loop: the floor any meta-learner pays.
 
 Before timing, the meta-gradients of the library (batched and loop), of higher and of learn2learn
@@ -257,12 +257,15 @@ def l2l_step(model: nn.Module, s: Setting, *, first_order: bool) -> Step:
 
 
 def supervised_step(model: nn.Module, s: Setting) -> Step:
-    """Forward, backward and Adam on the meta-batch's query images as one batch: the floor."""
+    """Forward, backward and Adam on every image of the meta-batch (support and query sets) as
+    one batch: the plain step the meta-iterations are measured against."""
     model = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=s.meta_lr)
 
     def step(batch: TaskBatch) -> None:
-        loss = F.cross_entropy(model(batch.x_query.flatten(0, 1)), batch.y_query.flatten())
+        x = torch.cat([batch.x_support, batch.x_query], 1).flatten(0, 1)
+        y = torch.cat([batch.y_support, batch.y_query], 1).flatten()
+        loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -149,3 +149,47 @@ def test_layer_similarity_is_one_without_adaptation_and_sees_every_layer():
     )
     assert all(torch.allclose(s, torch.ones(2, dtype=torch.float64)) for s in changed[:5])
     assert (changed[5] < 0.999).all()
+
+
+def test_precision_curvature_of_linear_regression():
+    """For least squares on one input, the support-loss Hessian is 2·[[E x², E x], [E x, 1]]:
+    power iteration finds its top eigenvalue, times the inner step size."""
+    from learntolearn.analysis.precision import curvature
+
+    torch.manual_seed(0)
+    model = MLP((1, 1))
+    maml = MAML(Objective(model, mse), inner_lr=0.1)
+    x = torch.randn(1, 8, 1)
+    batch = TaskBatch(x, 3 * x, x, 3 * x)
+    m2, m1 = (x**2).mean().item(), x.mean().item()
+    top = torch.linalg.eigvalsh(2 * torch.tensor([[m2, m1], [m1, 1.0]], dtype=torch.float64))[-1]
+    found = curvature(maml, init_params(model), batch, torch.Generator().manual_seed(1))
+    assert found[0] == pytest.approx(0.1 * top.item(), rel=1e-6)
+
+
+def test_precision_errors_are_measured_not_assumed():
+    """float32 is close to float64 on a well-conditioned sinusoid step, and the float64
+    meta-gradient moves in proportion to a small perturbation of θ."""
+    from learntolearn.analysis.precision import (
+        float32_error,
+        relative_error,
+        sensitivity,
+        task_noise,
+    )
+
+    torch.manual_seed(0)
+    model = MLP((1, 40, 40, 1))
+    maml = MAML(Objective(model, mse), inner_lr=0.01)
+    batch = SinusoidTasks(10, 10).sample(4, torch.Generator().manual_seed(0))
+    params = init_params(model)
+    error, per_task = float32_error(maml, params, batch)
+    assert 0 < error < 1e-4 and len(per_task) == 4 and 0 < max(per_task) < 1e-4
+    small, _ = sensitivity(maml, params, batch, 1e-7, torch.Generator().manual_seed(2))
+    large, tasks = sensitivity(maml, params, batch, 1e-4, torch.Generator().manual_seed(2))
+    assert 0 < small < large and large / small == pytest.approx(1e3, rel=0.1)
+    assert all(t > 0 for t in tasks)
+    other = SinusoidTasks(10, 10).sample(4, torch.Generator().manual_seed(1))
+    assert task_noise(maml, params, batch, other) > 100 * error
+    assert task_noise(maml, params, batch, batch) == 0
+    a = [torch.ones(3)]
+    assert relative_error(a, a) == 0 and relative_error([torch.zeros(3)], a) == 1

@@ -7,7 +7,8 @@ all run the same code:
     A folder that already holds the data sets (``omniglot/``, ``mnist/``, ...). Read only.
     ``make`` sets it to ``../shared/data`` when that folder exists. Unset: ``<root>/data``.
 ``LEARNTOLEARN_CACHE``
-    Downloads, decoded tensors and resumable training checkpoints. Default ``<root>/data``.
+    Downloads and decoded tensors. Default ``<root>/data``. (Resumable checkpoints live in the
+    results store's ``in-progress/`` folder; ``runs/`` here is where older versions kept them.)
 ``LEARNTOLEARN_RESULTS``
     The results store, for every run when set. Unset: ``<root>/results`` (committed to git) for
     the registered experiments at the ``cpu`` and ``paper`` profiles, and the scratch store
@@ -76,5 +77,5 @@ def results_dir(profile: str | None = None, *, scratch: bool = False) -> Path:
 
 
 def runs_dir() -> Path:
-    """Resumable training checkpoints (never committed)."""
+    """Where older versions kept resumable checkpoints (moved to ``in-progress/`` on resume)."""
     return cache_dir() / "runs"

@@ -7,6 +7,9 @@ loads what is stored and computes only what is missing.
 * ``update_directions``: the update directions of pretraining, first-order MAML, Reptile and
   MAML against AvgGrad and AvgGradInner (Nichol et al. 2018, Sec. 5), at the initialisation and
   at the trained parameters, on training tasks, for a range of inner step sizes.
+* ``precision``: the float32 meta-gradient against the float64 one, how much the float64 one
+  moves under tiny relative changes of θ, and the stability number α·|λ|max of the support
+  Hessians (:mod:`learntolearn.analysis.precision`), at the initialisation and trained.
 * ``feature_reuse``: linear CKA of every layer before vs after the inner loop, NIL accuracy and
   the accuracy with the head alone adapted (Raghu et al. 2020), on the fixed test tasks.
 """
@@ -20,6 +23,7 @@ from typing import Any
 
 import torch
 
+from learntolearn.analysis import precision
 from learntolearn.analysis.feature_reuse import layer_similarity, nil_accuracy
 from learntolearn.analysis.statistics import mean_ci95, score_curve, summarize_curve
 from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, update_directions
@@ -128,8 +132,39 @@ def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> di
     return out
 
 
+def _precision(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
+    method = setup.method
+    if not isinstance(method, MAML):
+        raise ValueError(f"precision analyses MAML's meta-gradient, not {config.method!r}")
+    device = next(iter(params.values())).device
+    gen = torch.Generator(device).manual_seed(config.seed + 15_485_863)
+    # the paper's meta-batch for 20-way (16 tasks), whatever the profile trained with
+    num_tasks = 16 if config.profile != "smoke" else config.meta_batch
+    batch = setup.prepare(setup.tasks.sample(num_tasks, gen))
+    other = setup.prepare(setup.tasks.sample(num_tasks, gen))
+    curvature_tasks = min(4, num_tasks)
+    out: dict[str, Any] = {"tasks": num_tasks, "curvature_tasks": curvature_tasks}
+    for point, start in (("init", setup.params), ("trained", params)):
+        theta = {k: v.detach().float() for k, v in start.items()}  # what float32 training holds
+        error, per_task = precision.float32_error(method, theta, batch)
+        moved = {
+            f"{eps:g}": precision.sensitivity(method, theta, batch, eps, gen)
+            for eps in (1e-7, 1e-5)
+        }
+        out[point] = {
+            "float32_error": error,
+            "float32_error_tasks": per_task,
+            "sensitivity": {eps: v[0] for eps, v in moved.items()},
+            "sensitivity_tasks": {eps: v[1] for eps, v in moved.items()},
+            "task_noise": precision.task_noise(method, theta, batch, other),
+            "alpha_lambda": precision.curvature(method, theta, batch[:curvature_tasks], gen),
+        }
+    return out
+
+
 ANALYSES: dict[str, Callable[[ExperimentConfig, Setup, Params], dict[str, Any]]] = {
     "update_directions": _update_directions,
+    "precision": _precision,
     "feature_reuse": _feature_reuse,
 }
 

@@ -159,8 +159,7 @@ def _backward(
     weighted by its share of a meta-batch of ``total`` tasks; returns the weighted loss."""
     n = batch.num_tasks
     if chunk is None or chunk >= n:
-        loss = learner.loss(params, batch)
-        loss = loss if n == total else loss * (n / total)
+        loss = learner.loss(params, batch) * (n / total)
         loss.backward()
         return loss.detach()
     summed = torch.zeros((), device=batch.device)
@@ -273,9 +272,12 @@ def train(
                 opt.param_groups[0]["lr"] = outer.lr_at(state.iteration, run.iterations)
             batch = sample(gen)
             opt.zero_grad(set_to_none=True)
-            # this rank's tasks, weighted by their share of the meta-batch's mean
-            part = batch if size == 1 else distributed.shard(batch, rank, size)
-            loss = _backward(learner, state.params, part, batch.num_tasks, run.task_chunk)
+            if size == 1 and run.task_chunk is None:  # the plain step
+                loss = learner.loss(state.params, batch)
+                loss.backward()
+            else:  # this rank's tasks, weighted by their share of the meta-batch's mean
+                part = batch if size == 1 else distributed.shard(batch, rank, size)
+                loss = _backward(learner, state.params, part, batch.num_tasks, run.task_chunk)
             if size > 1:
                 loss = distributed.reduce_gradients(state.params, loss)
             if outer.clip_norm is not None:
