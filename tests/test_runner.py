@@ -367,3 +367,32 @@ def test_sitting_script_advances_and_copies_out(tmp_path):
     assert (out / "results" / key / "metrics.json").is_file()
     bad = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "usage: scripts/sitting.sh BUDGET" in bad.stderr
+
+
+def test_progress_of_a_run_in_sittings_for_the_book(real_env):
+    """What the book shows of a paper-protocol run, at smoke size: how far it is, its last
+    milestone next to the paper's number, and the milestone curve; then the finished run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from learntolearn.reporting.published import OMNIGLOT_MAML
+    from learntolearn.reporting.progress import plot_milestones, progress_runs, progress_table
+
+    name = "omniglot/maml-5w1s"
+    cfg = experiment(name, "smoke")
+    assert progress_runs([name], "smoke")[name].status == "not started"
+    with pytest.raises(InterruptedError):
+        run(cfg, progress=False, stop_after=2)
+    r = progress_runs([name], "smoke")[name]
+    assert r.status == "2 of 3 iterations" and r.checkpoint_bytes > 0
+    it, mean, half = r.latest("transductive/1")
+    assert it == 2 and 0 <= mean <= 1 and half > 0
+    table = progress_table({name: r}, {name: OMNIGLOT_MAML[(5, 1)]}, ("transductive",), "t")
+    assert table.rows[0][1] == "2 of 3 iterations" and "(it. 2)" in table.rows[0][2]
+    assert table.rows[0][3] == "98.7 ± 0.4"
+    fig = plot_milestones({name: r}, {name: OMNIGLOT_MAML[(5, 1)]}, "transductive", {name: "M"})
+    assert len(fig.axes[0].lines) == 2  # the milestone curve and the paper's line
+    run(cfg, progress=False)
+    done = progress_runs([name], "smoke")[name]
+    assert done.finished and done.status == "finished, 3 iterations"
+    assert [m["iteration"] for m in done.milestones] == [0, 2]
