@@ -375,8 +375,8 @@ def test_progress_of_a_run_in_sittings_for_the_book(real_env):
     import matplotlib
 
     matplotlib.use("Agg")
-    from learntolearn.reporting.published import OMNIGLOT_MAML
     from learntolearn.reporting.progress import plot_milestones, progress_runs, progress_table
+    from learntolearn.reporting.published import OMNIGLOT_MAML
 
     name = "omniglot/maml-5w1s"
     cfg = experiment(name, "smoke")
