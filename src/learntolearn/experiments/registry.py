@@ -21,6 +21,15 @@ __all__ = [
     "names",
 ]
 
+# Seconds per Omniglot run, every code path (the meta-gradient monitor, milestone evaluations).
+_OMNIGLOT_SMOKE = {
+    "iterations": 3,
+    "meta_batch": 2,
+    "eval_tasks": 10,
+    "monitor_every": 1,
+    "milestone_every": 2,
+}
+
 # Per task family and profile: overrides of the paper protocol (the paper profile has none).
 _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     "sinusoid": {
@@ -31,24 +40,12 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     # cpu: a short run with a small meta-batch, minutes per setting on two cores; far from
     # converged, and labelled as such wherever it is shown.
     "omniglot": {
-        "smoke": {
-            "iterations": 3,
-            "meta_batch": 2,
-            "eval_tasks": 10,
-            "monitor_every": 1,
-            "milestone_every": 2,
-        },
+        "smoke": _OMNIGLOT_SMOKE,
         "cpu": {"iterations": 2_000, "meta_batch": 4, "monitor_every": 100},
         "paper": {"monitor_every": 2_000, "milestone_every": 5_000},
     },
     "omniglot-20way": {
-        "smoke": {
-            "iterations": 3,
-            "meta_batch": 2,
-            "eval_tasks": 10,
-            "monitor_every": 1,
-            "milestone_every": 2,
-        },
+        "smoke": _OMNIGLOT_SMOKE,
         "cpu": {"iterations": 300, "meta_batch": 4, "monitor_every": 25},
         "paper": {"monitor_every": 2_000, "milestone_every": 5_000},
     },
