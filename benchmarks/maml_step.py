@@ -80,6 +80,7 @@ from tqdm import tqdm
 
 from learntolearn.experiments.device import cpu_numerics, resolve_device
 from learntolearn.experiments.provenance import device_name, git_state
+from learntolearn.experiments.training import meta_backward
 from learntolearn.methods.maml import MAML
 from learntolearn.models.networks import ConvNet
 from learntolearn.objective import Objective, cross_entropy, init_params
@@ -171,16 +172,18 @@ def library_maml(model: nn.Module, s: Setting, *, first_order: bool, batched: bo
     )
 
 
-def library_step(model: nn.Module, s: Setting, *, first_order: bool, batched: bool) -> Step:
-    """``learntolearn``: meta-loss, backward, Adam, exactly as ``training.train`` does it."""
+def library_step(
+    model: nn.Module, s: Setting, *, first_order: bool, batched: bool, chunk: int | None = None
+) -> Step:
+    """``learntolearn``: meta-loss, backward, Adam, exactly as ``training.train`` does it
+    (``chunk``: backpropagated that many tasks at a time, ``train``'s ``task_chunk``)."""
     params = init_params(model)
     maml = library_maml(model, s, first_order=first_order, batched=batched)
     opt = torch.optim.Adam(params.values(), lr=s.meta_lr)
 
     def step(batch: TaskBatch) -> None:
-        loss = maml.loss(params, batch)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        meta_backward(maml, params, batch, batch.num_tasks, chunk)
         opt.step()
 
     return step
@@ -592,6 +595,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-check", action="store_true", help="skip the gradient-agreement check")
     p.add_argument("--no-loop", action="store_true", help="skip the library's task loop")
+    p.add_argument(
+        "--task-chunk",
+        type=int,
+        default=4,
+        help="tasks per backward of the chunked library method (train's --task-chunk)",
+    )
     p.add_argument("--skip-higher", action="store_true", help="run without higher")
     p.add_argument("--skip-l2l", action="store_true", help="run without learn2learn")
     p.add_argument(
@@ -672,6 +681,10 @@ def main(argv: list[str] | None = None) -> int:
     methods = [
         Method("ours MAML-2 batched", library_step(model, s, first_order=False, batched=True)),
         Method("ours MAML-1 batched", library_step(model, s, first_order=True, batched=True)),
+        Method(
+            f"ours MAML-2, {args.task_chunk} tasks per backward",
+            library_step(model, s, first_order=False, batched=True, chunk=args.task_chunk),
+        ),
     ]
     if not args.no_loop:
         loop = library_step(model, s, first_order=False, batched=False)

@@ -37,6 +37,7 @@ __all__ = [
     "OuterLoop",
     "RunSettings",
     "TrainState",
+    "meta_backward",
     "train",
 ]
 
@@ -152,7 +153,7 @@ def _finite(params: Params) -> bool:
     return all(bool(torch.isfinite(v).all()) for v in params.values())
 
 
-def _backward(
+def meta_backward(
     learner: Method, params: Params, batch: TaskBatch, total: int, chunk: int | None
 ) -> Tensor:
     """Backpropagate ``learner.loss`` over ``batch``, ``chunk`` tasks at a time, each chunk
@@ -277,7 +278,7 @@ def train(
                 loss.backward()
             else:  # this rank's tasks, weighted by their share of the meta-batch's mean
                 part = batch if size == 1 else distributed.shard(batch, rank, size)
-                loss = _backward(learner, state.params, part, batch.num_tasks, run.task_chunk)
+                loss = meta_backward(learner, state.params, part, batch.num_tasks, run.task_chunk)
             if size > 1:
                 loss = distributed.reduce_gradients(state.params, loss)
             if outer.clip_norm is not None:
