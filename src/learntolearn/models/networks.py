@@ -116,6 +116,12 @@ class ConvNet(nn.Module):
     ) -> Tensor:
         """Logits ``[B, N, n_way]`` of B tasks: inputs ``x [B, N, C, H, W]``, and every
         parameter with a leading dimension B (the parameters of :meth:`named_parameters`)."""
+        return self.head_tasks(params, self.features_tasks(params, x, stats_from))
+
+    def features_tasks(
+        self, params: dict[str, Tensor], x: Tensor, stats_from: int | None = None
+    ) -> Tensor:
+        """The features ``[B, N, F]`` the head sees (the body's output), for B tasks."""
         b, n = x.shape[:2]
         h = x.transpose(0, 1).reshape(n, b * x.shape[2], *x.shape[3:])  # tasks into channels
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
@@ -136,8 +142,14 @@ class ConvNet(nn.Module):
                 h = F.max_pool2d(h, 2)
         per_task = h.view(n, b, -1, *h.shape[2:])  # [N, B, C, h, w]
         features = per_task.flatten(2) if self.pool else per_task.mean(dim=(3, 4))
+        return features.transpose(0, 1)
+
+    @staticmethod
+    def head_tasks(params: dict[str, Tensor], features: Tensor) -> Tensor:
+        """The linear head of B tasks on their features ``[B, N, F]``: logits ``[B, N, n_way]``
+        (only ``head.weight`` and ``head.bias`` are read)."""
         weight, bias = params["head.weight"], params["head.bias"]
-        return torch.baddbmm(bias.unsqueeze(1), features.transpose(0, 1), weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2))
 
 
 class FCNet(nn.Module):
