@@ -12,9 +12,11 @@ STAMP := $(VENV)/.installed
 CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 # Empty: every chapter runs with the profile its parameters cell names (the stored results).
 PROFILE ?=
-# make reproduce: PLAN=1 prints the plan only; ALLOW_CPU=1 trains the paper profile on a CPU.
+# make reproduce: PLAN=1 prints the plan only; ALLOW_CPU=1 trains the paper profile on a CPU;
+# BUDGET=2h stops cleanly after that much training (runs resume from results/in-progress/).
 PLAN ?=
 ALLOW_CPU ?=
+BUDGET ?=
 
 # Read data from ../shared/data when it exists (CI and the team's machines), else download.
 ifneq ($(wildcard ../shared/data),)
@@ -30,7 +32,8 @@ help:
 	@echo "make book       build the book (executes chapters from the results store)"
 	@echo "make test       all checks: lint, unit tests, smoke runs, nbval, book render"
 	@echo "make reproduce  print the plan, then train every experiment of PROFILE (default paper)"
-	@echo "                missing from results/ (PLAN=1: plan only; ALLOW_CPU=1: paper on a CPU)"
+	@echo "                missing from results/ (PLAN=1: plan only; ALLOW_CPU=1: paper on a CPU;"
+	@echo "                BUDGET=2h: stop cleanly after 2 h, to be resumed by the same command)"
 	@echo "make execute    re-execute the chapter notebooks in place (PROFILE=... to override)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -84,7 +87,7 @@ chromium:
 
 reproduce: $(STAMP)
 	$(PY) -m learntolearn reproduce --profile $(or $(PROFILE),paper) \
-	  $(if $(PLAN),--plan) $(if $(ALLOW_CPU),--allow-cpu)
+	  $(if $(PLAN),--plan) $(if $(ALLOW_CPU),--allow-cpu) $(if $(BUDGET),--budget $(BUDGET))
 
 clean:
 	rm -rf _build
