@@ -33,14 +33,22 @@ export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYTHONHASH
 store=${LEARNTOLEARN_RESULTS:-results}
 mkdir -p "$store"
 marker=$(mktemp)
-status=0
-"$python" -m learntolearn reproduce --budget "$budget" --quiet "$@" || status=$?
-if [ -n "${OUT:-}" ]; then
-  mkdir -p "$OUT/results"
-  find "$store" -mindepth 1 -maxdepth 1 -type d -newer "$marker" ! -name in-progress \
-    -exec cp -r {} "$OUT/results/" \;
-  [ -d "$store/in-progress" ] && cp -r "$store/in-progress" "$OUT/results/"
-  echo "copied to $OUT/results: $(ls "$OUT/results" | tr '\n' ' ')"
-fi
-rm -f "$marker"
-exit "$status"
+# Copy out whatever this sitting wrote, also when it is stopped (a command's time limit):
+# the checkpoints in in-progress/ are written atomically, so a copy is never a torn file.
+copy_out() {
+  if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT/results"
+    find "$store" -mindepth 1 -maxdepth 1 -type d -newer "$marker" ! -name in-progress \
+      ! -name '.*' -exec cp -r {} "$OUT/results/" \;
+    if [ -d "$store/in-progress" ]; then
+      mkdir -p "$OUT/results/in-progress"
+      find "$store/in-progress" -maxdepth 1 -type f \( -name '*.pt' -o -name '*.json' \) \
+        -exec cp {} "$OUT/results/in-progress/" \;
+    fi
+    echo "copied to $OUT/results: $(ls "$OUT/results" | tr '\n' ' ')"
+  fi
+  rm -f "$marker"
+}
+trap copy_out EXIT
+trap 'exit 143' TERM
+"$python" -m learntolearn reproduce --budget "$budget" --quiet "$@"

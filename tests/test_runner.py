@@ -340,7 +340,6 @@ def test_task_chunks_give_the_same_run_up_to_rounding(tmp_path):
     chunked = run(cfg, progress=False, store=ResultStore(tmp_path / "chunks"), task_chunk=2)
     a, b = whole.params(), chunked.params()
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
-    assert not same_params(a, b) or cfg.meta_batch <= 2  # a different order of sums
     assert torch.allclose(
         torch.tensor(whole.metrics["train"]["history"]),
         torch.tensor(chunked.metrics["train"]["history"]),

@@ -95,8 +95,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             task_chunk=args.task_chunk,
         )
-        if result is not None:  # None: a rank other than 0 of a distributed run
-            print(_summary(result))
+        print(_summary(result))
     return 0
 
 
@@ -236,10 +235,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if deadline is None:
         args.experiments = [s.name for s in steps]
         return _cmd_train(args)
+    from learntolearn.experiments import distributed
     from learntolearn.experiments.runner import run
 
     for s in steps:
-        if time.monotonic() >= deadline:
+        spent = time.monotonic() >= deadline
+        if distributed.world()[1] > 1:  # rank 0's clock decides for every rank
+            spent = distributed.agree(spent, dev)
+        if spent:
             print("budget spent: the runs left wait for the next sitting")
             break
         if not s.trains and store_for(s.config).trained_like(s.config) is None:
@@ -265,8 +268,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 "command resumes it"
             )
             break
-        if result is not None:
-            print(_summary(result))
+        print(_summary(result))
     return 0
 
 

@@ -134,8 +134,11 @@ def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> di
 
 def _precision(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
     method = setup.method
-    if not isinstance(method, MAML):
-        raise ValueError(f"precision analyses MAML's meta-gradient, not {config.method!r}")
+    if not isinstance(method, MAML) or method.adapted is not None:
+        raise ValueError(
+            f"precision analyses MAML's meta-gradient (every parameter adapted), not "
+            f"{config.name!r}"
+        )
     device = next(iter(params.values())).device
     gen = torch.Generator(device).manual_seed(config.seed + 15_485_863)
     # the paper's meta-batch for 20-way (16 tasks), whatever the profile trained with
@@ -144,7 +147,27 @@ def _precision(config: ExperimentConfig, setup: Setup, params: Params) -> dict[s
     other = setup.prepare(setup.tasks.sample(num_tasks, gen))
     curvature_tasks = min(4, num_tasks)
     out: dict[str, Any] = {"tasks": num_tasks, "curvature_tasks": curvature_tasks}
-    for point, start in (("init", setup.params), ("trained", params)):
+    # float32 is float32 here: TensorFloat-32 (a GPU's faster, coarser products) is off
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        _precision_points(out, method, setup.params, params, batch, other, curvature_tasks, gen)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    return out
+
+
+def _precision_points(
+    out: dict[str, Any],
+    method: MAML,
+    init: Params,
+    params: Params,
+    batch: TaskBatch,
+    other: TaskBatch,
+    curvature_tasks: int,
+    gen: torch.Generator,
+) -> None:
+    for point, start in (("init", init), ("trained", params)):
         theta = {k: v.detach().float() for k, v in start.items()}  # what float32 training holds
         error, per_task = precision.float32_error(method, theta, batch)
         moved = {
@@ -159,7 +182,6 @@ def _precision(config: ExperimentConfig, setup: Setup, params: Params) -> dict[s
             "task_noise": precision.task_noise(method, theta, batch, other),
             "alpha_lambda": precision.curvature(method, theta, batch[:curvature_tasks], gen),
         }
-    return out
 
 
 ANALYSES: dict[str, Callable[[ExperimentConfig, Setup, Params], dict[str, Any]]] = {

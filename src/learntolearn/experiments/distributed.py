@@ -20,6 +20,7 @@ Launch: ``torchrun --nproc-per-node 2 -m learntolearn train NAME`` (gloo on CPUs
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -28,7 +29,11 @@ from torch import Tensor
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
-__all__ = ["agree", "finish", "init_from_env", "reduce_gradients", "shard", "world"]
+__all__ = ["agree", "barrier", "finish", "init_from_env", "reduce_gradients", "shard", "world"]
+
+TIMEOUT = timedelta(hours=2)
+"""How long a rank waits in a collective: the other ranks wait there while rank 0 alone
+evaluates (milestones, the final evaluation: minutes to tens of minutes on a CPU)."""
 
 
 def world() -> tuple[int, int]:
@@ -49,8 +54,14 @@ def init_from_env(device: torch.device) -> torch.device:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
     return device
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing to wait for in one process)."""
+    if world()[1] > 1:
+        dist.barrier()
 
 
 def finish() -> None:

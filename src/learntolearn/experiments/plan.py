@@ -56,15 +56,19 @@ def duration(seconds: float) -> str:
 
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
-_BUDGET = re.compile(rf"\s*(?:{_NUMBER}h)?\s*(?:{_NUMBER}m)?\s*(?:{_NUMBER}s?)?\s*")
+_BUDGET = re.compile(rf"\s*(?:{_NUMBER}h)?\s*(?:{_NUMBER}m)?\s*(?:{_NUMBER}(s?))?\s*")
 
 
 def budget_seconds(text: str) -> float:
     """A time budget as written on the command line: '90s', '45m', '2h', '1h30m', or seconds."""
     found = _BUDGET.fullmatch(text)
-    if not text.strip() or found is None or not any(found.groups()):
-        raise ValueError(f"a time budget looks like '90s', '45m', '2h' or '1h30m', got {text!r}")
-    h, m, sec = (float(g) if g else 0.0 for g in found.groups())
+    usage = f"a time budget looks like '90s', '45m', '2h' or '1h30m', got {text!r}"
+    if not text.strip() or found is None or not any(found.groups()[:3]):
+        raise ValueError(usage)
+    hours, minutes, seconds_, unit = found.groups()
+    if seconds_ and not unit and (hours or minutes):  # '1h30': 30 what?
+        raise ValueError(usage)
+    h, m, sec = (float(g) if g else 0.0 for g in (hours, minutes, seconds_))
     seconds = 3600 * h + 60 * m + sec
     if seconds <= 0:
         raise ValueError(f"the time budget must be positive, got {text!r}")
@@ -118,17 +122,16 @@ def _measured(cfg: ExperimentConfig, stored: list[Result], kind: str) -> tuple[f
 
 def _checkpointed(cfg: ExperimentConfig) -> int:
     """Iterations already done in ``cfg``'s resumable checkpoint (0 when there is none)."""
-    path = store_for(cfg).checkpoint_path(cfg)
-    if not path.is_file():
-        path = runs_dir() / f"{cfg.key}.pt"  # where checkpoints lived before in-progress/
-    if not path.is_file():
-        return 0
-    import torch
+    store = store_for(cfg)
+    legacy = runs_dir() / f"{cfg.key}.pt"  # where checkpoints lived before in-progress/
+    if not store.checkpoint_path(cfg).is_file() and legacy.is_file():
+        import torch
 
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
-    except Exception:  # an unreadable checkpoint: the run reports it when it resumes
-        return 0
+        try:
+            return int(torch.load(legacy, map_location="cpu", weights_only=True)["iteration"])
+        except Exception:  # an unreadable checkpoint: the run reports it when it resumes
+            return 0
+    return store.resumable_iteration(cfg)
 
 
 def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:

@@ -6,11 +6,12 @@ sampler, test sets) and the method (how to build it, its outer loop, its observe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import torch
@@ -96,12 +97,15 @@ def run(
     Without ``store``, the store the config belongs to: ``results/`` for a registered experiment
     at a committed profile, the scratch store otherwise (:func:`~.plan.store_for`). The run's
     checkpoint and progress record live in the store's ``in-progress/`` folder until the
-    result is stored. ``stop_after`` (iterations) or ``deadline`` (a :func:`time.monotonic`
-    time) end this sitting early with :class:`InterruptedError`; the same call resumes it. In
-    a distributed run the ranks other than 0 train and return ``None``. ``task_chunk``: see
-    :class:`~.training.RunSettings` (less memory; the same result up to rounding).
+    result is stored; a second process training the same key meanwhile is refused at once.
+    ``stop_after`` (iterations) or ``deadline`` (a :func:`time.monotonic` time) end this
+    sitting early with :class:`InterruptedError`; the same call resumes it. ``task_chunk``: see
+    :class:`~.training.RunSettings` (less memory; the same result up to rounding). In a
+    distributed run every rank trains, rank 0 evaluates and stores, and every rank returns the
+    stored result once it is stored.
     """
     store = store or store_for(config)
+    distributed.barrier()  # every rank sees what rank 0 stored last (a no-op in one process)
     found = store.get(config)
     if found is not None:
         return found
@@ -111,20 +115,43 @@ def run(
         f"set; run `python -m learntolearn train {config.name} --profile {config.profile}` "
         "(or `make reproduce`) and commit the new folder under results/",
     )
-    rank, _ = distributed.world()
+    store.check_writable()
     checkpoint = store.checkpoint_path(config)
-    legacy = runs_dir() / f"{config.key}.pt"  # where checkpoints lived before in-progress/
-    if rank == 0 and legacy.is_file() and not checkpoint.is_file():
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(legacy, checkpoint)
-    record = store.progress(config) or {}
-    sittings = list(record.get("sittings", []))
+    check_writable_folder(checkpoint.parent, f"{store.root} (its {checkpoint.parent.name}/)")
+    rank, _ = distributed.world()
+    with store.training_lock(config) if rank == 0 else contextlib.nullcontext():
+        legacy = runs_dir() / f"{config.key}.pt"  # where checkpoints lived before in-progress/
+        if rank == 0 and legacy.is_file() and not checkpoint.is_file():
+            shutil.move(legacy, checkpoint)
+        distributed.barrier()  # the checkpoint is where every rank looks for it
+        result = _compute(
+            config, store, dev, code, progress, checkpoint_every, stop_after, deadline, task_chunk
+        )
+    distributed.barrier()  # rank 0 has stored it
+    return result if result is not None else store.get(config)  # type: ignore[return-value]
+
+
+def _compute(
+    config: ExperimentConfig,
+    store: ResultStore,
+    dev: torch.device,
+    code: dict[str, Any],
+    progress: bool,
+    checkpoint_every: int,
+    stop_after: int | None,
+    deadline: float | None,
+    task_chunk: int | None,
+) -> Result | None:
+    """Train (or, for a run trained the same way, evaluate) and store; None on ranks but 0."""
+    rank, ranks = distributed.world()
+    checkpoint = store.checkpoint_path(config)
+    sittings = list((store.progress(config) or {}).get("sittings", []))
     sitting = {
-        "from": int(record.get("iteration", 0)),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "from": store.resumable_iteration(config),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **code,
         "device": provenance.device_name(dev),
-        "ranks": distributed.world()[1],
+        "ranks": ranks,
         "task_chunk": task_chunk,
     }
 
@@ -157,13 +184,11 @@ def run(
         task_chunk=task_chunk,
         on_checkpoint=on_checkpoint,
     )
-    store.check_writable()
-    check_writable_folder(checkpoint.parent, f"{store.root} (its {checkpoint.parent.name}/)")
     setup = build(config, dev)
     twin = store.trained_like(config)
     if twin is not None:  # trained already under another evaluation protocol: evaluate only
         if rank != 0:
-            return None  # type: ignore[return-value]
+            return None
         start = time.perf_counter()
         params = twin.params(dev)
         evaluation = evaluate(config, setup, params)
@@ -191,7 +216,7 @@ def run(
             f"run it again to resume from {checkpoint}"
         )
     if rank != 0:
-        return None  # type: ignore[return-value]
+        return None
     train_metrics: dict[str, Any] = {"iterations": state.iteration, "history": state.history}
     train_metrics.update({name: records for name, records in state.observed.items() if records})
     train_metrics["cost"] = step_cost(setup.method.loss, state.params, fixed)

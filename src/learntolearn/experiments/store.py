@@ -15,9 +15,12 @@ committed store both are tracked by git, so a long run advances over sittings on
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +122,37 @@ class ResultStore:
         if not path.is_file() or not self.checkpoint_path(config).is_file():
             return None
         return load_json(path)
+
+    def resumable_iteration(self, config: ExperimentConfig) -> int:
+        """Iterations done in ``config``'s checkpoint (0: none, or unreadable; resuming then
+        reports what is wrong with it)."""
+        path = self.checkpoint_path(config)
+        if not path.is_file():
+            return 0
+        try:
+            return int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
+        except Exception:
+            return 0
+
+    @contextlib.contextmanager
+    def training_lock(self, config: ExperimentConfig) -> Iterator[None]:
+        """Held while a process trains ``config``: a second one is refused at once, before it
+        resumes the same checkpoint (an advisory ``flock`` on ``in-progress/<key>.lock``)."""
+        path = self.checkpoint_path(config).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(
+                    f"another process is training {config.key} (it holds {path}); wait for it "
+                    "to finish or stop it, then run this again"
+                ) from None
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def save_progress(self, config: ExperimentConfig, record: dict[str, Any]) -> None:
         """Write (atomically) the progress record beside the checkpoint."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,11 +134,17 @@ class TrainState:
 
 
 def _checkpoint(
-    state: TrainState, opt: torch.optim.Optimizer, gen: torch.Generator, key: str, window: Tensor
+    state: TrainState,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    key: str,
+    window: Tensor,
+    schedule: dict[str, int | None],
 ) -> dict[str, Any]:
     return {
         "format": CHECKPOINT_FORMAT,
         "key": key,
+        "schedule": schedule,  # ranks and task chunk: resumed with others, rounding differs
         "iteration": state.iteration,
         "params": {k: v.detach().clone() for k, v in state.params.items()},
         "optimizer": opt.state_dict(),
@@ -188,6 +195,7 @@ def train(
     writes checkpoints, and the returned state of the other ranks has no observations."""
     device, key = run.device, run.key
     rank, size = distributed.world()
+    schedule = {"ranks": size, "task_chunk": run.task_chunk}
     state = TrainState(
         params={k: v.detach().clone().to(device).requires_grad_() for k, v in params.items()},
         observed={o.name: [] for o in observers},
@@ -214,6 +222,13 @@ def train(
         state.observed = {o.name: ck["observed"].get(o.name, []) for o in observers}
         state.wall_time_s = ck["wall_time_s"]
         window.copy_(ck["window"])
+        if ck.get("schedule", schedule) != schedule and rank == 0:
+            warnings.warn(
+                f"{key}: resuming a checkpoint made with {ck['schedule']} under {schedule}; "
+                "the run equals an uninterrupted one up to floating-point rounding, not bit "
+                "for bit (resume with the same ranks and --task-chunk for that)",
+                stacklevel=2,
+            )
 
     bar = tqdm(
         total=run.iterations,
@@ -226,12 +241,16 @@ def train(
     )
     start, done_now, log_every = time.perf_counter(), 0, run.log_every
 
-    def observe() -> None:
+    def observe() -> bool:
+        """Record the observers due at this iteration; whether any was."""
+        recorded = False
         for o in observers if rank == 0 else ():
             records = state.observed[o.name]
             fresh = not records or records[-1]["iteration"] < state.iteration
             if state.iteration % o.every == 0 and fresh:
                 records.append({"iteration": state.iteration, **o.measure(state.params)})
+                recorded = True
+        return recorded
 
     def diverged(what: str) -> DivergedError:
         kept = (
@@ -253,7 +272,7 @@ def train(
         start = time.perf_counter()
         if rank != 0:
             return
-        save_tensors(run.checkpoint, _checkpoint(state, opt, gen, key, window))
+        save_tensors(run.checkpoint, _checkpoint(state, opt, gen, key, window, schedule))
         if run.on_checkpoint is not None:
             run.on_checkpoint(state)
 
@@ -263,10 +282,11 @@ def train(
         return distributed.agree(spent, device) if size > 1 and run.deadline else spent
 
     try:
-        observe()
+        unsaved = observe()  # e.g. a milestone evaluation at iteration 0: kept even if the
+        # budget ends before the first iteration, so that the next sitting does not redo it
         while state.iteration < run.iterations:
             if stop():
-                if run.checkpoint is not None and done_now:
+                if run.checkpoint is not None and (done_now or unsaved):
                     save()
                 break
             if outer.lr_final is not None:
