@@ -395,3 +395,16 @@ def test_progress_of_a_run_in_sittings_for_the_book(real_env):
     done = progress_runs([name], "smoke")[name]
     assert done.finished and done.status == "finished, 3 iterations"
     assert [m["iteration"] for m in done.milestones] == [0, 2]
+
+
+def test_a_second_process_cannot_train_the_same_run(tmp_path):
+    """The training lock refuses a second holder at once, with the remedy, and is released."""
+    cfg = tiny()
+    store = ResultStore(tmp_path / "s")
+    other = ResultStore(tmp_path / "s")
+    refused = pytest.raises(RuntimeError, match=r"another process is training .* wait for it")
+    with store.training_lock(cfg), refused, other.training_lock(cfg):
+        pass
+    with other.training_lock(cfg):  # released: the next one may train
+        pass
+    assert not store.checkpoint_path(cfg).with_suffix(".lock").exists()
