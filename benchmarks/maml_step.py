@@ -12,7 +12,8 @@ convolutional network (``ConvNet(n_way, pool=False)``) and its hyperparameters:
 Methods (all on the same network initialisation, the same task batches, the same settings):
 
 - ``ours MAML-2 batched`` (this library): :class:`learntolearn.methods.maml.MAML`, second order,
-  tasks mapped with ``vmap`` (the fast path); ``ours MAML-1 batched``: the same,
+  all tasks at once (``ConvNet.forward_tasks``: grouped convolutions, the library's default
+  path); ``ours MAML-1 batched``: the same,
   ``first_order=True``.
 - ``ours MAML-2 loop``: the library's unbatched reference path (a Python loop over tasks).
 - ``higher MAML-2``: the canonical loop of ``higher`` (Grefenstette et al., 2019,
