@@ -1,9 +1,10 @@
 """A model and a per-task loss, evaluated over a batch of tasks.
 
 Every algorithm is written for one task and run over a :class:`~learntolearn.tasks.TaskBatch` by
-:func:`over_tasks`, either *batched* (the task dimension is mapped with ``vmap``: one kernel
-launch for the whole meta-batch, the fast path) or *unbatched* (a Python loop over tasks: the
-plain reference the tests compare the batched path against).
+:func:`over_tasks`, either *batched* (all tasks at once, the fast path: a network with
+``forward_tasks``, such as :class:`~learntolearn.models.networks.ConvNet`, computes the whole
+meta-batch itself; any other is mapped over the task dimension with ``vmap``) or *unbatched* (a
+Python loop over tasks: the plain reference the tests compare the batched path against).
 """
 
 from __future__ import annotations
