@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
 from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.store import Result, ResultStore
+from learntolearn.experiments.store import Result, ResultStore, checkpoint_iteration
 from learntolearn.paths import results_dir, runs_dir
 
 __all__ = [
@@ -122,16 +122,9 @@ def _measured(cfg: ExperimentConfig, stored: list[Result], kind: str) -> tuple[f
 
 def _checkpointed(cfg: ExperimentConfig) -> int:
     """Iterations already done in ``cfg``'s resumable checkpoint (0 when there is none)."""
-    store = store_for(cfg)
+    path = store_for(cfg).checkpoint_path(cfg)
     legacy = runs_dir() / f"{cfg.key}.pt"  # where checkpoints lived before in-progress/
-    if not store.checkpoint_path(cfg).is_file() and legacy.is_file():
-        import torch
-
-        try:
-            return int(torch.load(legacy, map_location="cpu", weights_only=True)["iteration"])
-        except Exception:  # an unreadable checkpoint: the run reports it when it resumes
-            return 0
-    return store.resumable_iteration(cfg)
+    return checkpoint_iteration(path if path.is_file() or not legacy.is_file() else legacy)
 
 
 def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:

@@ -32,7 +32,14 @@ from learntolearn.io import load_json, load_tensors, save_json, save_tensors, sh
 from learntolearn.objective import Params
 from learntolearn.paths import results_dir
 
-__all__ = ["IN_PROGRESS", "DamagedResultError", "Result", "ResultStore", "check_writable_folder"]
+__all__ = [
+    "IN_PROGRESS",
+    "DamagedResultError",
+    "Result",
+    "ResultStore",
+    "check_writable_folder",
+    "checkpoint_iteration",
+]
 
 FILES = ("config.json", "metrics.json", "provenance.json", "model.pt")
 IN_PROGRESS = "in-progress"  # the folder of runs in progress, beside the results
@@ -92,6 +99,17 @@ def _verify_model(path: Path, metrics: dict[str, Any]) -> None:
         )
 
 
+def checkpoint_iteration(path: Path) -> int:
+    """Iterations done in the training checkpoint at ``path`` (0: none, or unreadable;
+    resuming it then reports what is wrong with it)."""
+    if not path.is_file():
+        return 0
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
+    except Exception:
+        return 0
+
+
 def check_writable_folder(folder: Path, what: str) -> None:
     """Fail now, before hours of work, if nothing could be written to ``folder`` (``what`` names
     the setting that chose it)."""
@@ -124,15 +142,8 @@ class ResultStore:
         return load_json(path)
 
     def resumable_iteration(self, config: ExperimentConfig) -> int:
-        """Iterations done in ``config``'s checkpoint (0: none, or unreadable; resuming then
-        reports what is wrong with it)."""
-        path = self.checkpoint_path(config)
-        if not path.is_file():
-            return 0
-        try:
-            return int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
-        except Exception:
-            return 0
+        """Iterations done in ``config``'s checkpoint (see :func:`checkpoint_iteration`)."""
+        return checkpoint_iteration(self.checkpoint_path(config))
 
     @contextlib.contextmanager
     def training_lock(self, config: ExperimentConfig) -> Iterator[None]:

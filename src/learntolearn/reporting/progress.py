@@ -90,16 +90,6 @@ def progress_runs(names: Sequence[str], profile: str = "paper") -> dict[str, Pro
     return runs
 
 
-def _published(paper: Published) -> str:
-    """The paper's number as it prints it (its decimals), without the source."""
-    digits = paper.decimals if paper.decimals is not None else 1
-    return (
-        fmt_ci(paper.mean, paper.ci95, digits)
-        if paper.ci95 is not None
-        else f"{paper.mean:.{digits}f}"
-    )
-
-
 def _metric(cfg: ExperimentConfig, mode: str) -> str:
     return f"{mode}/{cfg.eval_shots[0]}"
 
@@ -128,7 +118,7 @@ def progress_table(
                 name,
                 r.status,
                 *cells,
-                "—" if paper is None else _published(paper),
+                "—" if paper is None else paper.number,
                 duration(r.wall_time_s) if r.wall_time_s else "—",
                 f"{r.checkpoint_bytes / 2**20:.1f} MiB" if r.checkpoint_bytes else "—",
             ]

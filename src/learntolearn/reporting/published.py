@@ -32,12 +32,17 @@ class Published:
     source: str
     decimals: int | None = None  # of the mean as printed; default 1 for percentages, else 2
 
-    def __str__(self) -> str:
+    @property
+    def number(self) -> str:
+        """The number as the paper prints it, ``mean ± half-width``, without the source."""
         digits = self.decimals if self.decimals is not None else 1 if self.mean > 20 else 2
         # the half-width as printed: with the mean's decimals when given, else as entered
         width = f"{self.ci95:.{digits}f}" if self.decimals is not None else repr(self.ci95)
         ci = f" ± {width}" if self.ci95 is not None else ""
-        return f"{self.mean:.{digits}f}{ci} ({self.source})"
+        return f"{self.mean:.{digits}f}{ci}"
+
+    def __str__(self) -> str:
+        return f"{self.number} ({self.source})"
 
 
 def _settings(
