@@ -56,8 +56,11 @@ __all__ = [
     "MissingDataError",
     "Omniglot",
     "OmniglotTasks",
+    "background_split",
+    "decode_image",
     "fixed_tasks",
     "load_omniglot",
+    "split_classes",
     "vinyals_split",
 ]
 
@@ -119,7 +122,7 @@ def _index(zf: zipfile.ZipFile, path: Path, root: str, count: int) -> dict[str, 
     return members
 
 
-def _decode(data: bytes) -> np.ndarray:
+def decode_image(data: bytes) -> np.ndarray:
     """One PNG -> uint8 [28, 28]: 8-bit grayscale first, then LANCZOS (anti-aliased)."""
     with Image.open(io.BytesIO(data)) as im:
         if im.size != _SOURCE_SIZE:
@@ -157,7 +160,7 @@ def _build(archives: dict[str, Path], download: bool) -> Omniglot:
                 zf, path, names = where[character]
                 for j, name in enumerate(names):
                     try:
-                        images[i, j] = _decode(zf.read(name))  # zf.read checks the CRC
+                        images[i, j] = decode_image(zf.read(name))  # zf.read checks the CRC
                     except (*_DECODE_ERRORS, Image.DecompressionBombError) as err:
                         raise DataError(
                             f"{path}: member {name} is damaged ({type(err).__name__}: {err}). "
@@ -217,6 +220,29 @@ def load_omniglot(*, download: bool = True) -> Omniglot:
     return data
 
 
+def background_split(*, download: bool = True) -> list[tuple[str, int]]:
+    """The 964 characters of Lake et al.'s background set (``images_background.zip``, 30
+    alphabets), unrotated: the training set of Koch et al. (2015) for Lake's one-shot runs,
+    which are drawn from the other 20 alphabets (the Vinyals training split holds some of
+    those, so it cannot be used there)."""
+    root = "images_background"
+    md5 = _ARCHIVES[root][0]
+    path = locate("omniglot", f"{root}.zip", _ZIP_URL.format(name=root), md5, download)
+    check_digest(path, md5)
+    with zipfile.ZipFile(path) as zf:
+        characters = _index(zf, path, root, _ARCHIVES[root][1])
+    return [(c, 0) for c in sorted(characters)]
+
+
+def split_classes(name: str, *, download: bool = True) -> list[tuple[str, int]]:
+    """A Vinyals split (:func:`vinyals_split`) or ``"background"`` (:func:`background_split`)."""
+    return (
+        background_split(download=download)
+        if name == "background"
+        else vinyals_split(name, download=download)
+    )
+
+
 def vinyals_split(name: str, *, download: bool = True) -> list[tuple[str, int]]:
     """The classes of a split of Vinyals et al. (2016), in file order.
 
@@ -245,11 +271,12 @@ def vinyals_split(name: str, *, download: bool = True) -> list[tuple[str, int]]:
 class OmniglotTasks:
     """N-way K-shot Omniglot tasks (Vinyals et al., 2016; MAML, Finn et al., 2017).
 
-    A :class:`~learntolearn.tasks.TaskDistribution`. The classes of the Vinyals split ``split``
-    (character x rotation) live in :attr:`images`, uint8 ``[num_classes, 20, 28, 28]`` on
-    ``device``. A task draws ``n_way`` distinct classes and, per class, ``k_shot + k_query``
-    distinct drawings; labels are ``0..n_way-1`` in class-major order (support position ``i``
-    has label ``i // k_shot``). Inputs are float32 in ``[0, 1]``, white background.
+    A :class:`~learntolearn.tasks.TaskDistribution`. The classes of ``split`` (a Vinyals
+    split, or ``"background"``; character x rotation) live in :attr:`images`, uint8
+    ``[num_classes, 20, 28, 28]`` on ``device``. A task draws ``n_way`` distinct classes and,
+    per class, ``k_shot + k_query`` distinct drawings; labels are ``0..n_way-1`` in class-major
+    order (support position ``i`` has label ``i // k_shot``). Inputs are float32 in ``[0, 1]``,
+    white background.
     """
 
     def __init__(
@@ -265,7 +292,7 @@ class OmniglotTasks:
         for arg, value in (("n_way", n_way), ("k_shot", k_shot), ("k_query", k_query)):
             if value < 1:
                 raise ValueError(f"{arg} must be a positive integer, got {value}")
-        self.classes = vinyals_split(split)
+        self.classes = split_classes(split)
         if n_way > len(self.classes):
             raise ValueError(f"n_way={n_way} exceeds the {len(self.classes)} classes of {split!r}")
         drawings = data.images.shape[1]

@@ -76,6 +76,16 @@ class ExperimentConfig:
     eval_seed: int = 2017
     # classification: the adaptation steps the paper reports at test time (curve runs 0..eval_steps)
     test_steps: int | None = None
+    # metric-based methods: classes per training episode, when not n_way (Prototypical: 60; a
+    # set train_way makes n_way an evaluation field), the distance compared with (Prototypical
+    # and Matching: "euclidean" or "cosine"), Matching's full context embeddings (K attention
+    # steps), Adam's step size halved every N iterations, and Koch's affine distortions of the
+    # training images ("affine", Siamese)
+    train_way: int | None = None
+    distance: str | None = None
+    read_steps: int | None = None
+    meta_lr_halve_every: int | None = None
+    augment: str | None = None
     # MAML: compare the exact and first-order meta-gradients every N iterations
     # (analysis/meta_gradients.py)
     monitor_every: int | None = None
@@ -167,6 +177,28 @@ class ExperimentConfig:
         if self.inner_params is not None:
             need(self.inner_params == "head", "inner_params must be 'head' (ANIL) or unset")
             need(self.n_way is not None, "inner_params='head' applies to classifiers only")
+        for f, low in (("train_way", 2), ("read_steps", 1), ("meta_lr_halve_every", 1)):
+            v = getattr(self, f)
+            need(
+                v is None or (_is_int(v) and v >= low),
+                f"{f} must be an integer >= {low}, got {v!r}",
+            )
+        if self.distance is not None:
+            need(
+                self.distance in ("euclidean", "cosine"),
+                f"distance must be 'euclidean' or 'cosine', got {self.distance!r}",
+            )
+        if self.augment is not None:
+            need(
+                self.augment == "affine", f"augment must be 'affine' or unset, got {self.augment!r}"
+            )
+        need(
+            entry.models is None or self.model in entry.models,
+            f"method {self.method!r} takes model {' or '.join(map(str, entry.models or ()))}, "
+            f"got {self.model!r}",
+        )
+        problem = entry.check(self)
+        need(problem is None, str(problem))
         if self.meta_lr_final is not None:
             need(
                 _is_int(self.meta_lr_final) or isinstance(self.meta_lr_final, float),
@@ -183,10 +215,13 @@ class ExperimentConfig:
 
     @property
     def training_key(self) -> str:
-        """Hash of the fields that determine training (the evaluation fields left out): two
-        configs with the same training key train bit-for-bit the same parameters."""
+        """Hash of the fields that determine training (the evaluation fields left out, and
+        ``n_way`` when ``train_way`` is set): two configs with the same training key train
+        bit-for-bit the same parameters."""
         fields_ = {k: v for k, v in self.to_dict().items() if k not in EVALUATION_FIELDS}
         fields_.pop("name")
+        if self.train_way is not None:  # training episodes have their own way: N is the test's
+            fields_.pop("n_way")
         payload = json.dumps(fields_, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

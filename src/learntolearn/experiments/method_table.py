@@ -18,9 +18,13 @@ from learntolearn.experiments.training import Observer, OuterLoop
 from learntolearn.methods.anil import ANIL
 from learntolearn.methods.inner_loop import SGD, Adam, UpdateRule
 from learntolearn.methods.maml import MAML
+from learntolearn.methods.matching import Matching
 from learntolearn.methods.pretraining import JointTraining
 from learntolearn.methods.protocol import Method
+from learntolearn.methods.prototypical import Prototypical
+from learntolearn.methods.relation import Relation
 from learntolearn.methods.reptile import Reptile
+from learntolearn.methods.siamese import Siamese
 from learntolearn.objective import Objective
 from learntolearn.tasks import TaskBatch
 
@@ -42,6 +46,10 @@ def _no_observers(c: ExperimentConfig, method: Method, fixed: TaskBatch) -> list
     return []
 
 
+def _no_problem(c: ExperimentConfig) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class MethodEntry:
     """How one method enters the experiments.
@@ -50,7 +58,9 @@ class MethodEntry:
     field must stay unset). ``build(config, objective)``: the method object. ``outer``: its
     outer loop. ``observers(config, method, fixed_batch)``: measurements along training (on a
     fixed batch of training tasks). ``prepare``: what the method's inputs add to a task batch
-    (``extra_inputs`` features). ``label``: the name a reader knows it by.
+    (``extra_inputs`` features). ``label``: the name a reader knows it by. ``models``: the
+    networks (``config.model``) it works with (None: any). ``check(config)``: what else is
+    wrong with a config for it, or None.
     """
 
     families: tuple[str, ...]
@@ -62,6 +72,8 @@ class MethodEntry:
     prepare: Callable[[TaskBatch], TaskBatch] = _identity
     extra_inputs: int = 0
     label: Callable[[ExperimentConfig], str] = field(default=lambda c: c.method)
+    models: tuple[str | None, ...] | None = None
+    check: Callable[[ExperimentConfig], str | None] = _no_problem
 
 
 def inner_rule(c: ExperimentConfig, lr: float) -> UpdateRule:
@@ -93,6 +105,24 @@ def _maml_label(c: ExperimentConfig) -> str:
     return "anil" if c.inner_params == "head" else "fomaml" if c.first_order else "maml"
 
 
+def _halving(c: ExperimentConfig) -> OuterLoop:
+    return OuterLoop("adam", c.meta_lr, halve_every=c.meta_lr_halve_every)
+
+
+def _matching(c: ExperimentConfig, objective: Objective) -> Method:
+    assert c.distance is not None
+    return Matching(objective, c.distance, c.read_steps or 0)
+
+
+def _matching_check(c: ExperimentConfig) -> str | None:
+    if (c.read_steps is not None) != (c.model == "fce"):
+        return "full context embeddings take model 'fce' and read_steps together"
+    return None
+
+
+_GRADIENT_BASED = (None, "conv", "conv-pool", "fc")
+
+
 METHODS: dict[str, MethodEntry] = {
     # MAML (Finn et al. 2017), its first-order approximation and ANIL (the head alone adapts)
     "maml": MethodEntry(
@@ -102,6 +132,7 @@ METHODS: dict[str, MethodEntry] = {
         allows=("monitor_every", "inner_params"),
         observers=_gradient_monitor,
         label=_maml_label,
+        models=_GRADIENT_BASED,
     ),
     # Reptile (Nichol et al. 2018): outer SGD whose step size falls linearly to meta_lr_final
     "reptile": MethodEntry(
@@ -110,6 +141,7 @@ METHODS: dict[str, MethodEntry] = {
         needs=("inner_lr", "inner_steps", "inner_batch", "inner_optimizer"),
         allows=("meta_lr_final",),
         outer=lambda c: OuterLoop("sgd", c.meta_lr, c.meta_lr_final),
+        models=_GRADIENT_BASED,
     ),
     # Pretraining on all tasks, fine-tuned at test time (MAML Sec. 5.1's baseline)
     "pretrain": MethodEntry(families=("sinusoid",), build=lambda c, o: JointTraining(o)),
@@ -119,6 +151,37 @@ METHODS: dict[str, MethodEntry] = {
         build=lambda c, o: JointTraining(o),
         prepare=with_task_parameters,
         extra_inputs=2,
+    ),
+    # Metric-based methods (chapter 6): an embedding and a comparison, no inner loop
+    "protonet": MethodEntry(
+        families=("omniglot",),
+        build=lambda c, o: Prototypical(o, c.distance or "euclidean"),
+        needs=("distance",),
+        allows=("train_way", "meta_lr_halve_every"),
+        outer=_halving,
+        models=("embedding",),
+    ),
+    "matching": MethodEntry(
+        families=("omniglot",),
+        build=_matching,
+        needs=("distance",),
+        allows=("train_way", "read_steps"),
+        models=("embedding", "fce"),
+        check=_matching_check,
+        label=lambda c: "matching-fce" if c.read_steps else "matching",
+    ),
+    "relation": MethodEntry(
+        families=("omniglot",),
+        build=lambda c, o: Relation(o),
+        allows=("train_way", "meta_lr_halve_every"),
+        outer=_halving,
+        models=("relation",),
+    ),
+    "siamese": MethodEntry(
+        families=("omniglot", "omniglot-lake"),
+        build=lambda c, o: Siamese(o),
+        allows=("train_way", "augment"),
+        models=("siamese",),
     ),
 }
 

@@ -14,6 +14,7 @@ from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentCon
 
 __all__ = [
     "CHAPTERS",
+    "METRIC_METHODS",
     "NOT_RUN",
     "OMNIGLOT_SETTINGS",
     "chapter_experiments",
@@ -29,6 +30,9 @@ _OMNIGLOT_SMOKE = {
     "monitor_every": 1,
     "milestone_every": 2,
 }
+
+# Seconds per metric-based run: three episodes, a milestone evaluation, 10 test tasks.
+_METRIC_SMOKE = {"iterations": 3, "eval_tasks": 10, "milestone_every": 2}
 
 # Per task family and profile: overrides of the paper protocol (the paper profile has none).
 _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
@@ -64,6 +68,42 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
         "smoke": {"iterations": 3, "eval_tasks": 10},
         "cpu": {"iterations": 1_000},
         "paper": {"milestone_every": 20_000},
+    },
+    # Metric-based methods (chapter 6), one episode per iteration: cpu runs are a few minutes
+    # of one CPU thread each, with a milestone evaluation every fifth of the run (a learning
+    # curve). Prototypical networks train with 20-way episodes there (the paper's 60-way ones
+    # cost three times as much).
+    "protonet": {
+        "smoke": {**_METRIC_SMOKE, "train_way": 5},
+        "cpu": {"iterations": 1_000, "train_way": 20, "milestone_every": 200},
+        "paper": {"milestone_every": 2_000},
+    },
+    # Matching and Relation networks train once per setting; a 20-way milestone evaluation
+    # costs minutes, so their 20-way cpu runs have none.
+    "matching": {
+        "smoke": _METRIC_SMOKE,
+        "cpu": {"iterations": 500, "milestone_every": 100},
+        "paper": {"milestone_every": 2_000},
+    },
+    "matching-20way": {
+        "smoke": _METRIC_SMOKE,
+        "cpu": {"iterations": 500},
+        "paper": {"milestone_every": 2_000},
+    },
+    "relation": {
+        "smoke": _METRIC_SMOKE,
+        "cpu": {"iterations": 250, "milestone_every": 50},
+        "paper": {"milestone_every": 100_000},
+    },
+    "relation-20way": {
+        "smoke": _METRIC_SMOKE,
+        "cpu": {"iterations": 250},
+        "paper": {"milestone_every": 100_000},
+    },
+    "siamese": {
+        "smoke": _METRIC_SMOKE,
+        "cpu": {"iterations": 1_000, "milestone_every": 200},
+        "paper": {"milestone_every": 5_000},
     },
 }
 
@@ -179,6 +219,84 @@ def _sinusoid_reptile(profile: str) -> ExperimentConfig:
 
 
 OMNIGLOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
+METRIC_METHODS = ("siamese", "matching", "protonet", "relation")  # in the chapter's order
+
+
+def _metric(method: str, n_way: int, k_shot: int) -> Callable[[str], ExperimentConfig]:
+    """A metric-based method on the book's N-way K-shot Omniglot test tasks (one pass, no
+    adaptation steps), trained with Adam on one episode per iteration (Siamese: 32 2-way
+    episodes, 128 verification pairs).
+
+    * Prototypical (Snell et al. 2017, Sec. 3.1): conv4-64, 60-way episodes with K shots (the
+      test's) and 5 queries per class, Adam 1e-3 halved every 2,000 episodes. The paper stops
+      on validation loss and prints no episode count; 20,000 is this book's choice.
+    * Matching (Vinyals et al. 2016, Sec. 4.1.1): the same embedding, cosine attention, trained
+      on the test's N-way K-shot episodes with 5 queries per class; the paper prints no
+      episode count either (20,000, this book's choice).
+    * Relation (Sung et al. 2018, Sec. 4.1 and the authors' code): N-way K-shot episodes with
+      19 / 15 / 10 / 5 queries per class (5-way 1-shot / 5-shot, 20-way 1-shot / 5-shot),
+      Adam 1e-3 halved every 100,000 of 1,000,000 episodes.
+    * Siamese (Koch et al. 2015, Sec. 4): same/different pairs with affine distortions; Adam
+      instead of the paper's per-layer SGD with momentum, 28x28 images and the conv4-64
+      embedding instead of 105x105 and the paper's 38M-parameter network; 50,000 iterations
+      (6.4M pairs; the paper's 150k-pair training set for up to 200 epochs is ~30M).
+    """
+    queries = {(5, 1): 19, (5, 5): 15, (20, 1): 10, (20, 5): 5}[(n_way, k_shot)]
+    fields: dict[str, Any] = {
+        "protonet": {
+            "model": "embedding",
+            "distance": "euclidean",
+            "train_way": 60,
+            "k_shot": k_shot,
+            "k_query": 5,
+            "meta_lr_halve_every": 2_000,
+            "iterations": 20_000,
+        },
+        "matching": {
+            "model": "embedding",
+            "distance": "cosine",
+            "k_shot": k_shot,
+            "k_query": 5,
+            "iterations": 20_000,
+        },
+        "relation": {
+            "model": "relation",
+            "k_shot": k_shot,
+            "k_query": queries,
+            "meta_lr_halve_every": 100_000,
+            "iterations": 1_000_000,
+        },
+        "siamese": {
+            "model": "siamese",
+            "train_way": 2,
+            "k_shot": 1,
+            "k_query": 1,
+            "augment": "affine",
+            "meta_batch": 32,
+            "iterations": 50_000,
+        },
+    }[method]
+    test = _omniglot_test(n_way, k_shot, 0.1, 0)  # the step size is unused: no steps
+    test.update(eval_steps=0, model=fields.pop("model"))
+    return lambda profile: ExperimentConfig(
+        name=f"omniglot/{method}-{n_way}w{k_shot}s",
+        method=method,
+        profile=profile,
+        **{"meta_batch": 1, **fields},
+        **test,
+    )
+
+
+def _metric_budget(method: str, n_way: int) -> str:
+    """The profile overrides of a metric-based experiment (see ``_PROFILE_OVERRIDES``)."""
+    return f"{method}-20way" if n_way == 20 and method in ("matching", "relation") else method
+
+
+def _siamese_lake(profile: str) -> ExperimentConfig:
+    # Koch et al. (2015), Sec. 4.4: trained on the 30 background alphabets, tested on Lake's
+    # 20 within-alphabet 20-way one-shot runs (400 trials); otherwise as _metric("siamese").
+    base = _metric("siamese", 20, 1)(profile)
+    return base.with_(name="omniglot/siamese-lake", tasks="omniglot-lake")
 
 
 def _more_queries(
@@ -224,6 +342,12 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
             ("reptile", (_omniglot_budget(5, True), _omniglot_reptile(5, 1))),
         )
     },
+    **{
+        f"omniglot/{m}-{n}w{k}s": (_metric_budget(m, n), _metric(m, n, k))
+        for m in METRIC_METHODS
+        for n, k in OMNIGLOT_SETTINGS
+    },
+    "omniglot/siamese-lake": ("siamese", _siamese_lake),
     **{f"sinusoid/maml-k{k}": ("sinusoid", _sinusoid_maml(k)) for k in (5, 10, 20)},
     "sinusoid/reptile": ("reptile-sinusoid", _sinusoid_reptile),
     # Pretraining on all tasks, fine-tuned at test time with the step sizes of Fig. 3's legend
@@ -268,6 +392,10 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
     ),
     "05_anil": tuple(
         f"omniglot/{m}-{n}w{k}s" for n, k in OMNIGLOT_SETTINGS for m in ("maml", "anil")
+    ),
+    "06_metric": (
+        *(f"omniglot/{m}-{n}w{k}s" for m in METRIC_METHODS for n, k in OMNIGLOT_SETTINGS),
+        "omniglot/siamese-lake",
     ),
 }
 

@@ -6,6 +6,8 @@ fixed test sets with their score. Adding a family is one entry here (and its dat
 * ``omniglot``: N-way K-shot classification (MAML Sec. 5.2, the Vinyals split), accuracy; one
   test set per K, scored with transductive batch norm (the query batch's statistics, as MAML's
   code) and non-transductive (the support set's).
+* ``omniglot-lake``: Lake's 20 one-shot runs (20-way, within an evaluation alphabet; Koch et
+  al. 2015, Sec. 4.4), trained on the 30 background alphabets, scored in the same two modes.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from learntolearn.data.augment import AffineDistortions
 from learntolearn.data.omniglot import OmniglotTasks, load_omniglot
 from learntolearn.data.omniglot import fixed_tasks as fixed_omniglot
+from learntolearn.data.omniglot_runs import lake_runs
 from learntolearn.data.sinusoid import SinusoidTasks
 from learntolearn.data.sinusoid import fixed_tasks as fixed_sinusoids
+from learntolearn.models.metric import METRIC_NETWORKS
 from learntolearn.models.networks import MLP, ConvNet, FCNet
 from learntolearn.objective import MODES, TaskLoss, accuracy, cross_entropy, mse
 from learntolearn.tasks import TaskBatch, TaskDistribution
@@ -69,7 +74,8 @@ def _sinusoid_check(c: ExperimentConfig) -> str | None:
     return None
 
 
-CLASSIFIERS = ("conv", "conv-pool", "fc")  # ConvNet (strided), ConvNet (max-pool), FCNet
+# ConvNet (strided), ConvNet (max-pool), FCNet; the metric-based methods' networks
+CLASSIFIERS = ("conv", "conv-pool", "fc", *METRIC_NETWORKS)
 
 
 def _classification_check(c: ExperimentConfig) -> str | None:
@@ -108,17 +114,27 @@ def _sinusoid_tests(c: ExperimentConfig) -> list[TestSet]:
 
 
 def _classifier(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
-    assert c.n_way is not None and extra_inputs == 0
+    assert c.n_way is not None and extra_inputs == 0 and c.model is not None
+    if c.model in METRIC_NETWORKS:
+        return METRIC_NETWORKS[c.model]()
     if c.model == "fc":
         return FCNet(c.n_way)
     return ConvNet(c.n_way, pool=c.model == "conv-pool")
 
 
-def _omniglot_train(c: ExperimentConfig, device: torch.device) -> TaskDistribution:
-    assert c.n_way is not None
-    return OmniglotTasks(
-        load_omniglot(), "train", n_way=c.n_way, k_shot=c.k_shot, k_query=c.k_query, device=device
-    )
+def _omniglot_train(split: str) -> Callable[[ExperimentConfig, torch.device], TaskDistribution]:
+    """Training tasks from the classes of ``split`` (N-way, or ``train_way``-way when set),
+    with Koch's affine distortions when the config asks for them."""
+
+    def sampler(c: ExperimentConfig, device: torch.device) -> TaskDistribution:
+        way = c.train_way or c.n_way
+        assert way is not None
+        tasks = OmniglotTasks(
+            load_omniglot(), split, n_way=way, k_shot=c.k_shot, k_query=c.k_query, device=device
+        )
+        return AffineDistortions(tasks) if c.augment == "affine" else tasks
+
+    return sampler
 
 
 def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
@@ -139,6 +155,12 @@ def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
     return [TestSet(k, lr, tasks(k), modes) for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True)]
 
 
+def _lake_tests(c: ExperimentConfig) -> list[TestSet]:
+    """Lake's 20 one-shot runs (20-way, one query per class: 400 trials); they are fixed, so
+    ``eval_tasks``, ``eval_query`` and ``eval_seed`` do not apply."""
+    return [TestSet(1, c.eval_lrs[0], lambda: [lake_runs()], {m: m for m in MODES})]
+
+
 FAMILIES: dict[str, TaskFamily] = {
     "sinusoid": TaskFamily(
         network=_mlp,
@@ -154,9 +176,18 @@ FAMILIES: dict[str, TaskFamily] = {
         loss=cross_entropy,
         score=accuracy,
         metric="accuracy",
-        sampler=_omniglot_train,
+        sampler=_omniglot_train("train"),
         test_sets=_omniglot_tests,
         check=_classification_check,
         chunk=25,
+    ),
+    "omniglot-lake": TaskFamily(
+        network=_classifier,
+        loss=cross_entropy,
+        score=accuracy,
+        metric="accuracy",
+        sampler=_omniglot_train("background"),
+        test_sets=_lake_tests,
+        check=_classification_check,
     ),
 }

@@ -55,13 +55,14 @@ class DivergedError(RuntimeError):
 @dataclass(frozen=True)
 class OuterLoop:
     """What a method decides about its outer loop: the optimiser ("adam" or "sgd"), its step
-    size ``lr`` (falling linearly to ``lr_final`` over the run when given) and an optional
-    clipping of the meta-gradient's norm."""
+    size ``lr`` (falling linearly to ``lr_final`` over the run when given, or halved every
+    ``halve_every`` iterations) and an optional clipping of the meta-gradient's norm."""
 
     optimizer: str = "adam"
     lr: float = 1e-3
     lr_final: float | None = None
     clip_norm: float | None = None
+    halve_every: int | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
@@ -71,8 +72,16 @@ class OuterLoop:
         cls = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD
         return cls(params.values(), lr=self.lr)
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether the step size changes over the run."""
+        return self.lr_final is not None or self.halve_every is not None
+
     def lr_at(self, iteration: int, iterations: int) -> float:
-        """Step size at ``iteration`` (from 0): ``lr + (lr_final − lr) · t / iterations``."""
+        """Step size at ``iteration`` (from 0): ``lr + (lr_final − lr) · t / iterations``, or
+        ``lr · 2^−⌊t / halve_every⌋``."""
+        if self.halve_every is not None:
+            return self.lr * 0.5 ** (iteration // self.halve_every)
         if self.lr_final is None:
             return self.lr
         return self.lr + (self.lr_final - self.lr) * (iteration / iterations)
@@ -289,7 +298,7 @@ def train(
                 if run.checkpoint is not None and (done_now or unsaved):
                     save()
                 break
-            if outer.lr_final is not None:
+            if outer.scheduled:
                 opt.param_groups[0]["lr"] = outer.lr_at(state.iteration, run.iterations)
             batch = sample(gen)
             opt.zero_grad(set_to_none=True)

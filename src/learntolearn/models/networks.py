@@ -64,11 +64,14 @@ class ConvNet(nn.Module):
     ``pool=True`` uses stride 1 and 2x2 max-pooling instead (its MiniImagenet variant). As in
     the reference code, the strided network averages its last feature map over space, the
     max-pool network flattens it; a linear layer maps the features to ``n_way`` logits.
+    ``n_way=None`` leaves the head out: the network returns its features, the embedding of
+    the metric-based methods (Snell et al. 2017, Sec. 3.1: conv4-64 with max-pooling, 64
+    features from a 28x28 image).
     """
 
     def __init__(
         self,
-        n_way: int,
+        n_way: int | None,
         *,
         in_channels: int = 1,
         hidden: int = 64,
@@ -84,12 +87,14 @@ class ConvNet(nn.Module):
         )
         self.norms = nn.ModuleList(TaskBatchNorm(hidden) for _ in range(4))
         size = image_size // 16  # after four 2x2 max-pools
-        self.head = nn.Linear(hidden * size * size if pool else hidden, n_way)
+        self.features = hidden * size * size if pool else hidden
+        self.head = None if n_way is None else nn.Linear(self.features, n_way)
         for conv in self.convs:
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
-        nn.init.xavier_uniform_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        if self.head is not None:
+            nn.init.xavier_uniform_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def blocks(self, x: Tensor, stats_from: int | None = None) -> list[Tensor]:
         """The output of each of the four blocks (the representations of ANIL's Sec. 3)."""
@@ -104,11 +109,12 @@ class ConvNet(nn.Module):
     def forward(
         self, x: Tensor, stats_from: int | None = None, layers: bool = False
     ) -> Tensor | tuple[Tensor, ...]:
-        """Logits; with ``layers=True``, every block's output, the features and the logits."""
+        """Logits (the features without a head); with ``layers=True``, every block's output,
+        the features and the logits."""
         outs = self.blocks(x, stats_from)
         last = outs[-1]
         features = last.flatten(1) if self.pool else last.mean(dim=(2, 3))
-        logits = self.head(features)
+        logits = features if self.head is None else self.head(features)
         return (*outs, features, logits) if layers else logits
 
     def forward_tasks(
@@ -116,7 +122,8 @@ class ConvNet(nn.Module):
     ) -> Tensor:
         """Logits ``[B, N, n_way]`` of B tasks: inputs ``x [B, N, C, H, W]``, and every
         parameter with a leading dimension B (the parameters of :meth:`named_parameters`)."""
-        return self.head_tasks(params, self.features_tasks(params, x, stats_from))
+        features = self.features_tasks(params, x, stats_from)
+        return features if self.head is None else self.head_tasks(params, features)
 
     def features_tasks(
         self, params: dict[str, Tensor], x: Tensor, stats_from: int | None = None
