@@ -14,6 +14,7 @@ from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentCon
 
 __all__ = [
     "CHAPTERS",
+    "GRADIENT_METHODS",
     "METRIC_METHODS",
     "NOT_RUN",
     "OMNIGLOT_SETTINGS",
@@ -220,6 +221,7 @@ def _sinusoid_reptile(profile: str) -> ExperimentConfig:
 
 OMNIGLOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
 METRIC_METHODS = ("siamese", "matching", "protonet", "relation")  # in the chapter's order
+GRADIENT_METHODS = ("maml", "fomaml", "reptile", "anil")
 
 
 def _metric(method: str, n_way: int, k_shot: int) -> Callable[[str], ExperimentConfig]:
@@ -300,10 +302,12 @@ def _siamese_lake(profile: str) -> ExperimentConfig:
 
 
 def _more_queries(
-    name: str, make: Callable[[str], ExperimentConfig], k_query: int
+    name: str, make: Callable[[str], ExperimentConfig], k_query: int, tasks: int | None = None
 ) -> Callable[[str], ExperimentConfig]:
-    """``make``'s experiment under ``name``, tested with ``k_query`` query images per class."""
-    return lambda profile: make(profile).with_(name=name, eval_query=k_query)
+    """``make``'s experiment under ``name``, tested with ``k_query`` query images per class
+    (and on ``tasks`` test tasks when given, unless the profile sets their number)."""
+    more = {} if tasks is None else {"eval_tasks": tasks}
+    return lambda profile: make(profile).with_(name=name, eval_query=k_query, **more)
 
 
 def _omniglot_budget(n_way: int, reptile: bool = False) -> str:
@@ -348,6 +352,24 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
         for n, k in OMNIGLOT_SETTINGS
     },
     "omniglot/siamese-lake": ("siamese", _siamese_lake),
+    # The papers' own test protocols, evaluation only (the training is the run above):
+    # Prototypical networks, 15 queries per class on 1,000 episodes (Snell et al., Sec. 3.1;
+    # 5-way only on a CPU, a 20-way pass costs ten minutes); Relation networks, one query per
+    # class for 1-shot (the authors' code).
+    **{
+        f"omniglot/protonet-5w{k}s-q15": (
+            "protonet",
+            _more_queries(f"omniglot/protonet-5w{k}s-q15", _metric("protonet", 5, k), 15, 1_000),
+        )
+        for k in (1, 5)
+    },
+    **{
+        f"omniglot/relation-{n}w1s-q1": (
+            _metric_budget("relation", n),
+            _more_queries(f"omniglot/relation-{n}w1s-q1", _metric("relation", n, 1), 1, 600),
+        )
+        for n in (5, 20)
+    },
     **{f"sinusoid/maml-k{k}": ("sinusoid", _sinusoid_maml(k)) for k in (5, 10, 20)},
     "sinusoid/reptile": ("reptile-sinusoid", _sinusoid_reptile),
     # Pretraining on all tasks, fine-tuned at test time with the step sizes of Fig. 3's legend
@@ -396,6 +418,11 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
     "06_metric": (
         *(f"omniglot/{m}-{n}w{k}s" for m in METRIC_METHODS for n, k in OMNIGLOT_SETTINGS),
         "omniglot/siamese-lake",
+        "omniglot/protonet-5w1s-q15",
+        "omniglot/protonet-5w5s-q15",
+        "omniglot/relation-5w1s-q1",
+        "omniglot/relation-20w1s-q1",
+        *(f"omniglot/{m}-{n}w{k}s" for m in GRADIENT_METHODS for n, k in OMNIGLOT_SETTINGS),
     ),
 }
 

@@ -193,7 +193,8 @@ def _compute(
         params = twin.params(dev)
         evaluation = evaluate(config, setup, params)
         made = provenance.collect(dev, time.perf_counter() - start, code)
-        made = {**twin.provenance, "trained_as": twin.key, "evaluation": made}
+        trained_as = twin.provenance.get("trained_as", twin.key)  # the run that trained it
+        made = {**twin.provenance, "trained_as": trained_as, "evaluation": made}
         train_metrics = {"train": twin.metrics["train"], "eval": evaluation}
         return store.save(config, train_metrics, made, params)
     # A fixed batch of meta-training tasks, from its own generator: the observers and the cost
