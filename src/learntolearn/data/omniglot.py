@@ -223,8 +223,8 @@ def load_omniglot(*, download: bool = True) -> Omniglot:
 def background_split(*, download: bool = True) -> list[tuple[str, int]]:
     """The 964 characters of Lake et al.'s background set (``images_background.zip``, 30
     alphabets), unrotated: the training set of Koch et al. (2015) for Lake's one-shot runs,
-    which are drawn from the other 20 alphabets (the Vinyals training split holds some of
-    those, so it cannot be used there)."""
+    which are drawn from the evaluation set (the Vinyals training split holds some of its
+    alphabets, so it cannot be used there)."""
     root = "images_background"
     md5 = _ARCHIVES[root][0]
     path = locate("omniglot", f"{root}.zip", _ZIP_URL.format(name=root), md5, download)

@@ -1,8 +1,9 @@
 """Lake's 20 official one-shot classification runs on Omniglot (Lake et al., Science 2015).
 
-Each run is a 20-way within-alphabet one-shot problem from one of the 20 evaluation alphabets:
-20 training images (one drawing of each of 20 characters) and 20 test images (another drawing
-of each), 400 test trials in all. Koch et al. (2015, Sec. 4.4, Table 2) report 92.0% on them
+Each run is a 20-way one-shot problem within one alphabet of the evaluation set (the 20 runs
+use ten of its alphabets, two runs each; ``tests/test_omniglot_runs.py`` checks it): 20
+training images (one drawing of each of 20 characters) and 20 test images (another drawing of
+each), 400 test trials in all. Koch et al. (2015, Sec. 4.4, Table 2) report 92.0% on them
 with a convolutional Siamese network. ``all_runs.zip`` (``one-shot-classification/`` of the
 Omniglot data folder, or downloaded from Lake's repository) is verified (checksum, member
 names, counts) and read from the archive, the images decoded exactly like the rest of Omniglot
