@@ -79,6 +79,13 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
         "cpu": {"iterations": 1_000, "train_way": 20, "milestone_every": 200},
         "paper": {"milestone_every": 2_000},
     },
+    # An ablation that sets the training way itself (the protonet budget's cpu override would
+    # replace it).
+    "metric-ablation": {
+        "smoke": _METRIC_SMOKE,
+        "cpu": {"iterations": 1_000, "milestone_every": 200},
+        "paper": {"milestone_every": 2_000},
+    },
     # Matching and Relation networks train once per setting; a 20-way milestone evaluation
     # costs minutes, so their 20-way cpu runs have none.
     "matching": {
@@ -301,13 +308,12 @@ def _siamese_lake(profile: str) -> ExperimentConfig:
     return base.with_(name="omniglot/siamese-lake", tasks="omniglot-lake")
 
 
-def _more_queries(
-    name: str, make: Callable[[str], ExperimentConfig], k_query: int, tasks: int | None = None
+def _variant(
+    name: str, make: Callable[[str], ExperimentConfig], **changes: Any
 ) -> Callable[[str], ExperimentConfig]:
-    """``make``'s experiment under ``name``, tested with ``k_query`` query images per class
-    (and on ``tasks`` test tasks when given, unless the profile sets their number)."""
-    more = {} if tasks is None else {"eval_tasks": tasks}
-    return lambda profile: make(profile).with_(name=name, eval_query=k_query, **more)
+    """``make``'s experiment under ``name`` with ``changes`` (the profile's overrides still
+    apply on top: e.g. the number of test tasks at the smoke profile)."""
+    return lambda profile: make(profile).with_(name=name, **changes)
 
 
 def _omniglot_budget(n_way: int, reptile: bool = False) -> str:
@@ -339,7 +345,7 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
     # the input, so the number depends on it (chapter 3). Evaluation only: the training is
     # the stored run's.
     **{
-        f"omniglot/{m}-5w1s-q15": (budget, _more_queries(f"omniglot/{m}-5w1s-q15", make, 15))
+        f"omniglot/{m}-5w1s-q15": (budget, _variant(f"omniglot/{m}-5w1s-q15", make, eval_query=15))
         for m, (budget, make) in (
             ("maml", (_omniglot_budget(5), _omniglot(5, 1, False))),
             ("fomaml", (_omniglot_budget(5), _omniglot(5, 1, True))),
@@ -352,6 +358,29 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
         for n, k in OMNIGLOT_SETTINGS
     },
     "omniglot/siamese-lake": ("siamese", _siamese_lake),
+    # Ablations at 5-way 1-shot: the distance (Snell et al. compare cosine and Euclidean on
+    # miniImageNet, Fig. 2; Vinyals et al. use cosine), the training way (Snell et al., App. A,
+    # Table 4, on Omniglot) and Matching networks' full context embeddings (5 read steps).
+    "omniglot/protonet-5w1s-cosine": (
+        "protonet",
+        _variant("omniglot/protonet-5w1s-cosine", _metric("protonet", 5, 1), distance="cosine"),
+    ),
+    "omniglot/protonet-5w1s-train5way": (
+        "metric-ablation",
+        _variant("omniglot/protonet-5w1s-train5way", _metric("protonet", 5, 1), train_way=5),
+    ),
+    "omniglot/matching-5w1s-euclidean": (
+        "matching",
+        _variant(
+            "omniglot/matching-5w1s-euclidean", _metric("matching", 5, 1), distance="euclidean"
+        ),
+    ),
+    "omniglot/matching-5w1s-fce": (
+        "matching",
+        _variant(
+            "omniglot/matching-5w1s-fce", _metric("matching", 5, 1), model="fce", read_steps=5
+        ),
+    ),
     # The papers' own test protocols, evaluation only (the training is the run above):
     # Prototypical networks, 15 queries per class on 1,000 episodes (Snell et al., Sec. 3.1;
     # 5-way only on a CPU, a 20-way pass costs ten minutes); Relation networks, one query per
@@ -359,14 +388,19 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
     **{
         f"omniglot/protonet-5w{k}s-q15": (
             "protonet",
-            _more_queries(f"omniglot/protonet-5w{k}s-q15", _metric("protonet", 5, k), 15, 1_000),
+            _variant(
+                f"omniglot/protonet-5w{k}s-q15",
+                _metric("protonet", 5, k),
+                eval_query=15,
+                eval_tasks=1_000,
+            ),
         )
         for k in (1, 5)
     },
     **{
         f"omniglot/relation-{n}w1s-q1": (
             _metric_budget("relation", n),
-            _more_queries(f"omniglot/relation-{n}w1s-q1", _metric("relation", n, 1), 1, 600),
+            _variant(f"omniglot/relation-{n}w1s-q1", _metric("relation", n, 1), eval_query=1),
         )
         for n in (5, 20)
     },
@@ -422,6 +456,10 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
         "omniglot/protonet-5w5s-q15",
         "omniglot/relation-5w1s-q1",
         "omniglot/relation-20w1s-q1",
+        "omniglot/protonet-5w1s-cosine",
+        "omniglot/protonet-5w1s-train5way",
+        "omniglot/matching-5w1s-euclidean",
+        "omniglot/matching-5w1s-fce",
         *(f"omniglot/{m}-{n}w{k}s" for m in GRADIENT_METHODS for n, k in OMNIGLOT_SETTINGS),
     ),
 }
