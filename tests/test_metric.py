@@ -145,6 +145,23 @@ def test_matching_attention_sums_to_one_and_scores_are_its_class_mass(name):
     torch.testing.assert_close(method.loss(params, batch), nll)
 
 
+def test_one_shot_matching_with_euclidean_distance_is_a_prototypical_network():
+    method, params, _ = build("prototypical")
+    one_shot = tiny_batch(16)[:1]
+    one_shot = TaskBatch(
+        one_shot.x_support[:, ::K_SHOT],
+        one_shot.y_support[:, ::K_SHOT],
+        one_shot.x_query,
+        one_shot.y_query,
+    )
+    matching = Matching(method.objective, "euclidean")
+    for mode in ("transductive", "non-transductive"):
+        torch.testing.assert_close(
+            matching.scores(params, one_shot, mode),
+            method.scores(params, one_shot, mode).log_softmax(-1),
+        )
+
+
 def test_full_context_reads_the_support_set_in_both_directions():
     torch.manual_seed(0)
     fce = FullContext(4).double()

@@ -92,10 +92,16 @@ class Step:
         return self.twin is None
 
 
+def _examples(c: ExperimentConfig) -> int:
+    """Training examples per iteration: what an iteration's cost scales with."""
+    return c.meta_batch * (c.train_way or c.n_way or 1) * (c.k_shot + c.k_query)
+
+
 def _measured(cfg: ExperimentConfig, stored: list[Result], kind: str) -> tuple[float | None, str]:
     """Seconds per iteration of ``cfg`` on a ``kind`` device (cpu, cuda), and where that comes
     from: a stored run of the same experiment (any profile), its per-meta-iteration cost measured
-    at the end of training, else its wall time per iteration, scaled to ``cfg``'s meta-batch.
+    at the end of training, else its wall time per iteration, scaled to ``cfg``'s number of
+    training examples per iteration (meta-batch x classes x examples per class).
     The paper and cpu profiles come before smoke, measured cost before wall time; a measurement
     on another kind of device gives no estimate (None), only a note."""
     found = []
@@ -113,8 +119,12 @@ def _measured(cfg: ExperimentConfig, stored: list[Result], kind: str) -> tuple[f
     if not found:
         return None, "no stored run of it to measure"
     other_kind, *_, per_iteration, what, r, device = min(found, key=lambda f: f[:3])
-    scale = cfg.meta_batch / r.config.meta_batch
-    batch = f", meta-batch {r.config.meta_batch} -> {cfg.meta_batch}" if scale != 1 else ""
+    scale = _examples(cfg) / _examples(r.config)
+    batch = ""
+    if scale != 1 and _examples(cfg) / cfg.meta_batch == _examples(r.config) / r.config.meta_batch:
+        batch = f", meta-batch {r.config.meta_batch} -> {cfg.meta_batch}"
+    elif scale != 1:  # e.g. a metric learner's 60-way episodes measured on 20-way ones
+        batch = f", {_examples(r.config):,} -> {_examples(cfg):,} examples per iteration"
     per_iteration *= scale
     basis = f"{per_iteration:.3g} s/it: {what} of {r.key} on {device}{batch}"
     return (None, f"not measured on {kind}; {basis}") if other_kind else (per_iteration, basis)
