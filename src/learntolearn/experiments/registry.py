@@ -71,8 +71,8 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
         "paper": {"milestone_every": 20_000},
     },
     # Metric-based methods (chapter 6), one episode per iteration: cpu runs are a few minutes
-    # of one CPU thread each, with a milestone evaluation every fifth of the run (a learning
-    # curve). Prototypical networks train with 20-way episodes there (the paper's 60-way ones
+    # of one CPU thread each, with milestone evaluations along the run (a learning curve; a
+    # 5-way 5-shot one costs a minute). Prototypical networks train with 20-way episodes there (the paper's 60-way ones
     # cost three times as much).
     "protonet": {
         "smoke": {**_METRIC_SMOKE, "train_way": 5},
@@ -90,7 +90,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     # costs minutes, so their 20-way cpu runs have none.
     "matching": {
         "smoke": _METRIC_SMOKE,
-        "cpu": {"iterations": 500, "milestone_every": 100},
+        "cpu": {"iterations": 500, "milestone_every": 125},
         "paper": {"milestone_every": 2_000},
     },
     "matching-20way": {
@@ -100,7 +100,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     },
     "relation": {
         "smoke": _METRIC_SMOKE,
-        "cpu": {"iterations": 250, "milestone_every": 50},
+        "cpu": {"iterations": 250, "milestone_every": 125},
         "paper": {"milestone_every": 100_000},
     },
     "relation-20way": {
