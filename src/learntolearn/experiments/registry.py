@@ -35,6 +35,37 @@ _OMNIGLOT_SMOKE = {
 # Seconds per metric-based run: three episodes, a milestone evaluation, 10 test tasks.
 _METRIC_SMOKE = {"iterations": 3, "eval_tasks": 10, "milestone_every": 2}
 
+
+def _metric_budgets() -> dict[str, dict[str, dict[str, int]]]:
+    """The metric-based methods' overrides, one episode per iteration: cpu runs are minutes of
+    one CPU thread each, with milestone evaluations along the run (a learning curve; a 5-way
+    5-shot one costs a minute). Prototypical networks train with 20-way episodes there (the
+    paper's 60-way ones cost three times as much); an ablation that sets the training way
+    itself takes ``metric-ablation``. Matching and Relation networks train once per setting,
+    and a 20-way milestone evaluation costs minutes, so their 20-way cpu runs have none."""
+
+    def budget(iterations: int, every: int | None, paper_every: int, **cpu: int) -> dict:
+        milestones = {} if every is None else {"milestone_every": every}
+        return {
+            "smoke": _METRIC_SMOKE,
+            "cpu": {"iterations": iterations, **cpu, **milestones},
+            "paper": {"milestone_every": paper_every},
+        }
+
+    return {
+        "protonet": {
+            **budget(1_000, 200, 2_000, train_way=20),
+            "smoke": {**_METRIC_SMOKE, "train_way": 5},
+        },
+        "metric-ablation": budget(1_000, 200, 2_000),
+        "matching": budget(500, 125, 2_000),
+        "matching-20way": budget(500, None, 2_000),
+        "relation": budget(250, 125, 100_000),
+        "relation-20way": budget(250, None, 100_000),
+        "siamese": budget(1_000, 200, 5_000),
+    }
+
+
 # Per task family and profile: overrides of the paper protocol (the paper profile has none).
 _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     "sinusoid": {
@@ -70,49 +101,8 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
         "cpu": {"iterations": 1_000},
         "paper": {"milestone_every": 20_000},
     },
-    # Metric-based methods (chapter 6), one episode per iteration: cpu runs are a few minutes
-    # of one CPU thread each, with milestone evaluations along the run (a learning curve; a
-    # 5-way 5-shot one costs a minute). Prototypical networks train with 20-way episodes there (the paper's 60-way ones
-    # cost three times as much).
-    "protonet": {
-        "smoke": {**_METRIC_SMOKE, "train_way": 5},
-        "cpu": {"iterations": 1_000, "train_way": 20, "milestone_every": 200},
-        "paper": {"milestone_every": 2_000},
-    },
-    # An ablation that sets the training way itself (the protonet budget's cpu override would
-    # replace it).
-    "metric-ablation": {
-        "smoke": _METRIC_SMOKE,
-        "cpu": {"iterations": 1_000, "milestone_every": 200},
-        "paper": {"milestone_every": 2_000},
-    },
-    # Matching and Relation networks train once per setting; a 20-way milestone evaluation
-    # costs minutes, so their 20-way cpu runs have none.
-    "matching": {
-        "smoke": _METRIC_SMOKE,
-        "cpu": {"iterations": 500, "milestone_every": 125},
-        "paper": {"milestone_every": 2_000},
-    },
-    "matching-20way": {
-        "smoke": _METRIC_SMOKE,
-        "cpu": {"iterations": 500},
-        "paper": {"milestone_every": 2_000},
-    },
-    "relation": {
-        "smoke": _METRIC_SMOKE,
-        "cpu": {"iterations": 250, "milestone_every": 125},
-        "paper": {"milestone_every": 100_000},
-    },
-    "relation-20way": {
-        "smoke": _METRIC_SMOKE,
-        "cpu": {"iterations": 250},
-        "paper": {"milestone_every": 100_000},
-    },
-    "siamese": {
-        "smoke": _METRIC_SMOKE,
-        "cpu": {"iterations": 1_000, "milestone_every": 200},
-        "paper": {"milestone_every": 5_000},
-    },
+    # Metric-based methods (chapter 6): see _metric_budgets.
+    **_metric_budgets(),
 }
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from learntolearn.methods.metric import MetricLearner, comparator, one_hot_support
-from learntolearn.methods.prototypical import DISTANCES, negative_distance
+from learntolearn.methods.prototypical import check_distance, negative_distance
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
@@ -43,8 +43,7 @@ class Matching(MetricLearner):
     read_steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
+        check_distance(self.distance)
 
     def compare(
         self, params: Params, batch: TaskBatch, support: Tensor, query: Tensor, mode: str

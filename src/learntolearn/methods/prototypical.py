@@ -20,9 +20,15 @@ from learntolearn.methods.metric import MetricLearner, one_hot_support
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
-__all__ = ["DISTANCES", "Prototypical", "prototypes"]
+__all__ = ["DISTANCES", "Prototypical", "check_distance", "negative_distance", "prototypes"]
 
 DISTANCES = ("euclidean", "cosine")
+
+
+def check_distance(distance: str) -> None:
+    """Refuse a distance that :func:`negative_distance` does not know."""
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
 
 
 def prototypes(support: Tensor, one_hot: Tensor) -> Tensor:
@@ -46,8 +52,7 @@ class Prototypical(MetricLearner):
     distance: str = "euclidean"
 
     def __post_init__(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
+        check_distance(self.distance)
 
     def compare(
         self, params: Params, batch: TaskBatch, support: Tensor, query: Tensor, mode: str
