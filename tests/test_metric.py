@@ -162,6 +162,53 @@ def test_one_shot_matching_with_euclidean_distance_is_a_prototypical_network():
         )
 
 
+def test_full_context_embeddings_follow_appendix_a_step_by_step():
+    torch.manual_seed(0)
+    fce = FullContext(4).double()
+    support, query = torch.randn(2, 5, 4).double(), torch.randn(2, 3, 4).double()
+    g, f = fce(support, query, steps=3)
+    lstm, cell = fce.support_lstm, fce.query_lstm
+    for b in range(2):
+        # App. A.2: g(x_i) = forward state + backward state + g'(x_i), one example at a time
+        fwd, bwd, state_f, state_b = [], [None] * 5, None, None
+        for i in range(5):
+            x = support[b, i : i + 1]
+            h, c = lstm_step(lstm, x, state_f, reverse=False)
+            state_f = (h, c)
+            fwd.append(h)
+        for i in reversed(range(5)):
+            x = support[b, i : i + 1]
+            h, c = lstm_step(lstm, x, state_b, reverse=True)
+            state_b = (h, c)
+            bwd[i] = h
+        expected_g = torch.cat([fwd[i] + bwd[i] + support[b, i : i + 1] for i in range(5)])
+        torch.testing.assert_close(g[b], expected_g)
+        for q in range(3):  # App. A.1, one query at a time
+            x = query[b, q : q + 1]
+            h, c = torch.zeros_like(x), torch.zeros_like(x)
+            for _ in range(3):
+                a = torch.softmax(h @ expected_g.T, -1)  # h_0 = 0: uniform, r_0 = mean of g
+                r = a @ expected_g
+                h_hat, c = cell(x, (h + r, c))
+                h = h_hat + x
+            torch.testing.assert_close(f[b, q : q + 1], h)
+    # one read step already depends on the support set
+    _, f1 = fce(support, query, steps=1)
+    _, f1_other = fce(support + 1, query, steps=1)
+    assert not torch.allclose(f1, f1_other)
+
+
+def lstm_step(lstm: nn.LSTM, x, state, *, reverse: bool):
+    """One step of one direction of a single-layer ``nn.LSTM``, from its weights."""
+    suffix = "_reverse" if reverse else ""
+    w_ih, w_hh = getattr(lstm, f"weight_ih_l0{suffix}"), getattr(lstm, f"weight_hh_l0{suffix}")
+    b = getattr(lstm, f"bias_ih_l0{suffix}") + getattr(lstm, f"bias_hh_l0{suffix}")
+    h, c = state if state is not None else (torch.zeros_like(x), torch.zeros_like(x))
+    i, f, g, o = (x @ w_ih.T + h @ w_hh.T + b).chunk(4, -1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
 def test_full_context_reads_the_support_set_in_both_directions():
     torch.manual_seed(0)
     fce = FullContext(4).double()
@@ -218,7 +265,8 @@ def test_siamese_score_is_symmetric_and_its_loss_is_the_pairwise_cross_entropy()
             for s in range(support.shape[1]):
                 p = torch.sigmoid(ab[b, q, s])
                 y = float(batch.y_query[b, q] == batch.y_support[b, s])
-                terms.append(-(y * torch.log(p) + (1 - y) * torch.log(1 - p)))
+                w = N_WAY - 1  # a query's one same pair against its N - 1 different ones
+                terms.append(-(w * y * torch.log(p) + (1 - y) * torch.log(1 - p)))
     torch.testing.assert_close(method.loss(params, batch), torch.stack(terms).mean())
     # classification picks the class of the most similar support image
     scores = method.scores(params, batch, "transductive")

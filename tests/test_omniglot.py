@@ -129,7 +129,7 @@ def test_synthetic_load_and_cache(synthetic: Path, monkeypatch: pytest.MonkeyPat
         raise AssertionError("the cache should have been reused")
 
     with monkeypatch.context() as m:
-        m.setattr(om, "_decode", no_decoding)
+        m.setattr(om, "decode_image", no_decoding)
         assert torch.equal(om.load_omniglot(download=False).images, data.images)
 
     cache.write_bytes(cache.read_bytes()[:1000])  # damaged: rebuilt with a warning

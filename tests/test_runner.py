@@ -59,7 +59,7 @@ def test_paper_profile_is_the_papers_protocol():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"method": "siamese"}, "method 'siamese' is unknown"),
+        ({"method": "nope"}, "method 'nope' is unknown"),
         ({"method": "reptile", "first_order": None}, "reptile needs inner_batch"),
         ({"inner_params": "head"}, "applies to classifiers only"),
         ({"meta_lr_final": 0.0}, "meta_lr_final do\\(es\\) not apply to 'maml'"),

@@ -174,7 +174,10 @@ METHODS: dict[str, MethodEntry] = {
         families=("omniglot",),
         build=lambda c, o: Relation(o),
         allows=("train_way", "meta_lr_halve_every"),
-        outer=_halving,
+        # the authors' code clips each module's gradient norm at 0.5; here the whole network's
+        outer=lambda c: OuterLoop(
+            "adam", c.meta_lr, halve_every=c.meta_lr_halve_every, clip_norm=0.5
+        ),
         models=("relation",),
     ),
     "siamese": MethodEntry(

@@ -195,7 +195,9 @@ def _compute(
         made = provenance.collect(dev, time.perf_counter() - start, code)
         trained_as = twin.provenance.get("trained_as", twin.key)  # the run that trained it
         made = {**twin.provenance, "trained_as": trained_as, "evaluation": made}
-        train_metrics = {"train": twin.metrics["train"], "eval": evaluation}
+        # the twin's milestones scored its own test tasks: they stay with the run that trained
+        kept = {k: v for k, v in twin.metrics["train"].items() if k != "milestones"}
+        train_metrics = {"train": kept, "eval": evaluation}
         return store.save(config, train_metrics, made, params)
     # A fixed batch of meta-training tasks, from its own generator: the observers and the cost
     # measurement see the same tasks, and the training stream is untouched.

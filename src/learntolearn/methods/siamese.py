@@ -7,8 +7,9 @@ Deep Learning Workshop 2015), Sec. 3.
 Twin copies of one embedding (tied weights) map both images to h₁, h₂; the weights α_j and
 bias b (the network's ``comparator``, a linear layer over |h₁ − h₂|) are learned with it, and
 y = 1 for a pair of the same class. Training is a verification task: every (query, support)
-pair of a training episode is one example (2-way 1-shot episodes with one query per class give
-two same and two different pairs each, balanced as in Sec. 4.2). One-shot classification
+pair of an N-way 1-shot training episode is one example, a query's one same pair weighted
+N − 1 against its N − 1 different ones, so that same and different pairs weigh equally, as
+in Koch et al.'s balanced training set (Sec. 4.1). One-shot classification
 (Sec. 3.3, Eq. 3) picks the support image with the highest p; with K shots a class scores its
 best support image. Scores are the logit of p (the same order), so the loss can use the
 numerically stable form.
@@ -19,9 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from learntolearn.methods.metric import MetricLearner, comparator, embed, one_hot_support
+from learntolearn.methods.metric import (
+    MetricLearner,
+    comparator,
+    embed,
+    num_classes,
+    one_hot_support,
+)
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
@@ -47,8 +55,10 @@ class Siamese(MetricLearner):
         return logits.unsqueeze(-1).masked_fill(~member, -torch.inf).amax(dim=2)
 
     def loss(self, params: Params, batch: TaskBatch) -> Tensor:
-        """Sec. 3.2: binary cross-entropy over every (query, support) pair of the episodes."""
+        """Sec. 3.2: binary cross-entropy over every (query, support) pair of the episodes, the
+        same pairs weighted N − 1 (balanced against the different ones)."""
         support, query = embed(self.objective, params, batch, self.mode)
         logits = self.pair_logits(params, query, support)
         same = (batch.y_query.unsqueeze(2) == batch.y_support.unsqueeze(1)).to(logits.dtype)
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, same)
+        weight = logits.new_tensor(float(num_classes(batch) - 1))
+        return F.binary_cross_entropy_with_logits(logits, same, pos_weight=weight)

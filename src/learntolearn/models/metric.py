@@ -104,13 +104,13 @@ class FullContext(nn.Module):
     """Full context embeddings of Matching networks (Vinyals et al. 2016, App. A.1 and A.2).
 
     g(x_i, S) = h⃗_i + h⃖_i + g'(x_i): a bidirectional LSTM over the support embeddings g'
-    (App. A.2). f(x, S) = attLSTM(f'(x), g(S), K): K read steps of an LSTM whose input is
-    always f'(x) (App. A.1, Eqs. 3-6):
+    (App. A.2). f(x, S) = attLSTM(f'(x), g(S), K): K steps of an LSTM whose input is always
+    f'(x), each after a read of the support set (App. A.1):
 
+        r_{k−1} = Σ_i softmax_i(h_{k−1}ᵀ g(x_i)) g(x_i)          (h_0 = 0: the mean of g)
         ĥ_k, c_k = LSTM(f'(x), [h_{k−1}, r_{k−1}], c_{k−1});   h_k = ĥ_k + f'(x)
-        r_k = Σ_i softmax_i(h_kᵀ g(x_i)) g(x_i)
 
-    As in most reimplementations, the hidden state carried from one step to the next is
+    and f(x, S) = h_K. As in most reimplementations, the hidden state passed to the LSTM is
     h_{k−1} + r_{k−1} (one vector of the embedding's width) rather than the concatenation.
     """
 
@@ -127,12 +127,12 @@ class FullContext(nn.Module):
         g = forward_ + backward_ + support
         b, q, f = query.shape
         x = query.reshape(b * q, f)
-        h, c, r = torch.zeros_like(x), torch.zeros_like(x), torch.zeros_like(x)
+        h, c = torch.zeros_like(x), torch.zeros_like(x)
         for _ in range(steps):
+            attention = torch.softmax(torch.bmm(h.view(b, q, f), g.transpose(1, 2)), dim=-1)
+            r = torch.bmm(attention, g).reshape(b * q, f)  # the read r_{k−1}
             h_hat, c = self.query_lstm(x, (h + r, c))
             h = h_hat + x
-            attention = torch.softmax(torch.bmm(h.view(b, q, f), g.transpose(1, 2)), dim=-1)
-            r = torch.bmm(attention, g).reshape(b * q, f)
         return g, h.view(b, q, f)
 
 
