@@ -49,8 +49,10 @@ def _git(*args: str) -> str | None:
 
 
 def git_state() -> dict[str, Any]:
-    """The checked-out commit and whether tracked files differ from it (None outside git)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    """The checked-out commit and whether tracked files other than the results store's differ
+    from it (None outside git): a run in progress rewrites its checkpoint under ``results/``,
+    which says nothing about the code."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")
     return {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(status) if status is not None else None,
