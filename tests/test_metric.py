@@ -18,6 +18,7 @@ from torch import nn
 from learntolearn.data.augment import AffineDistortions, distort
 from learntolearn.experiments.config import ConfigError
 from learntolearn.experiments.registry import experiment
+from learntolearn.experiments.training import OuterLoop
 from learntolearn.methods.matching import Matching
 from learntolearn.methods.metric import MetricLearner, embed
 from learntolearn.methods.prototypical import Prototypical, prototypes
@@ -297,15 +298,54 @@ def test_affine_distortions_are_seeded_and_keep_the_white_background():
     assert bool(((ink > 0.5) & (ink < 1.6)).all())  # scales of 0.8-1.2 in each direction
 
 
-def test_distorted_tasks_keep_labels_and_shapes():
+def test_distorted_tasks_change_every_image_and_nothing_else():
     class Fixed:
         def sample(self, num_tasks, generator):
-            return tiny_batch(28, torch.float32)
+            b = tiny_batch(28, torch.float32)
+            return TaskBatch(b.x_support, b.y_support, b.x_query, b.y_query, {"classes": b.y_query})
 
-    batch = AffineDistortions(Fixed()).sample(2, torch.Generator().manual_seed(0))
-    plain = tiny_batch(28, torch.float32)
-    assert batch.x_support.shape == plain.x_support.shape
-    assert torch.equal(batch.y_query, plain.y_query)
+    tasks = AffineDistortions(Fixed())
+    batch = tasks.sample(2, torch.Generator().manual_seed(0))
+    again = tasks.sample(2, torch.Generator().manual_seed(0))
+    plain = Fixed().sample(2, None)
+    torch.testing.assert_close(batch.x_query, again.x_query)  # seeded
+    for x, x0 in ((batch.x_support, plain.x_support), (batch.x_query, plain.x_query)):
+        changed = (x - x0).abs().flatten(2).amax(-1) > 1e-3
+        assert changed.float().mean() > 0.8  # each component is drawn with probability 1/2
+    assert torch.equal(batch.y_query, plain.y_query) and torch.equal(
+        batch.y_support, plain.y_support
+    )
+    assert torch.equal(batch.info["classes"], plain.info["classes"])
+
+
+def test_step_size_halves_on_schedule_and_one_schedule_at_a_time():
+    outer = OuterLoop("adam", 1e-3, halve_every=2000)
+    assert [outer.lr_at(t, 20_000) for t in (0, 1999, 2000, 4000, 19_999)] == [
+        1e-3,
+        1e-3,
+        5e-4,
+        2.5e-4,
+        1e-3 / 2**9,
+    ]
+    with pytest.raises(ValueError, match="not both"):
+        OuterLoop("sgd", 1.0, lr_final=0.0, halve_every=10)
+
+
+@pytest.mark.usefixtures("real_env")
+def test_a_model_shared_by_several_settings_is_trained_once_and_named_by_its_run(tmp_path):
+    from learntolearn.experiments.runner import run
+    from learntolearn.experiments.store import ResultStore
+
+    store = ResultStore(tmp_path / "results")
+    first, second, third = (
+        run(experiment(f"omniglot/siamese-{s}", "smoke"), device="cpu", store=store, progress=False)
+        for s in ("5w1s", "20w1s", "20w5s")
+    )
+    assert "milestones" in first.metrics["train"]
+    for twin in (second, third):  # evaluated only, the curve stays with the training run
+        assert twin.provenance["trained_as"] == first.key
+        assert "milestones" not in twin.metrics["train"]
+        assert torch.equal(twin.params()["comparator.weight"], first.params()["comparator.weight"])
 
 
 def test_train_way_makes_n_way_an_evaluation_field():

@@ -1,4 +1,4 @@
-"""Random affine distortions of training images (Koch, Zemel & Salakhutdinov 2015, Sec. 4.1).
+"""Random affine distortions of training images (Koch, Zemel & Salakhutdinov 2015, Sec. 3.2).
 
 Each training image gets its own transformation T = (θ, ρ_x, ρ_y, s_x, s_y, t_x, t_y): a
 rotation θ ∈ [−10°, 10°], shears ρ ∈ [−0.3, 0.3], scales s ∈ [0.8, 1.2] and translations

@@ -3,7 +3,7 @@
 Each run is a 20-way one-shot problem within one alphabet of the evaluation set (the 20 runs
 use ten of its alphabets, two runs each; ``tests/test_omniglot_runs.py`` checks it): 20
 training images (one drawing of each of 20 characters) and 20 test images (another drawing of
-each), 400 test trials in all. Koch et al. (2015, Sec. 4.4, Table 2) report 92.0% on them
+each), 400 test trials in all. Koch et al. (2015, Sec. 4.3, Table 2) report 92.0% on them
 with a convolutional Siamese network. ``all_runs.zip`` (``one-shot-classification/`` of the
 Omniglot data folder, or downloaded from Lake's repository) is verified (checksum, member
 names, counts) and read from the archive, the images decoded exactly like the rest of Omniglot
@@ -57,6 +57,9 @@ def lake_runs(*, download: bool = True) -> TaskBatch:
                     m is not None and m[1] == m[3] == run for m in pairs
                 ):
                     raise DataError(f"{path}: {run}/class_labels.txt is not 20 lines of its run")
+                items = sorted(int(m[2]) for m in pairs)  # type: ignore[index]
+                if items != list(range(1, _WAY + 1)):
+                    raise DataError(f"{path}: {run}/class_labels.txt does not name item01..20")
                 for c in range(_WAY):
                     support[r, c] = decode_image(zf.read(f"{run}/training/class{c + 1:02d}.png"))
                 for m in pairs:

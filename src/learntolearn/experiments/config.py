@@ -21,6 +21,7 @@ from typing import Any
 from learntolearn.experiments.method_table import METHODS as METHOD_TABLE
 from learntolearn.experiments.method_table import method_fields
 from learntolearn.experiments.task_families import FAMILIES
+from learntolearn.methods.prototypical import DISTANCES
 
 __all__ = ["METHODS", "PROFILES", "ConfigError", "ExperimentConfig"]
 
@@ -185,7 +186,7 @@ class ExperimentConfig:
             )
         if self.distance is not None:
             need(
-                self.distance in ("euclidean", "cosine"),
+                self.distance in DISTANCES,
                 f"distance must be 'euclidean' or 'cosine', got {self.distance!r}",
             )
         if self.augment is not None:

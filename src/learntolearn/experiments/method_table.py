@@ -155,7 +155,7 @@ METHODS: dict[str, MethodEntry] = {
     # Metric-based methods (chapter 6): an embedding and a comparison, no inner loop
     "protonet": MethodEntry(
         families=("omniglot",),
-        build=lambda c, o: Prototypical(o, c.distance or "euclidean"),
+        build=lambda c, o: Prototypical(o, c.distance),  # type: ignore[arg-type]
         needs=("distance",),
         allows=("train_way", "meta_lr_halve_every"),
         outer=_halving,

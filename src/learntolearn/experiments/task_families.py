@@ -7,7 +7,7 @@ fixed test sets with their score. Adding a family is one entry here (and its dat
   test set per K, scored with transductive batch norm (the query batch's statistics, as MAML's
   code) and non-transductive (the support set's).
 * ``omniglot-lake``: Lake's 20 one-shot runs (20-way, within an evaluation alphabet; Koch et
-  al. 2015, Sec. 4.4), trained on the 30 background alphabets, scored in the same two modes.
+  al. 2015, Sec. 4.3), trained on the 30 background alphabets, scored in the same two modes.
 """
 
 from __future__ import annotations

@@ -67,6 +67,8 @@ class OuterLoop:
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.lr_final is not None and self.halve_every is not None:
+            raise ValueError("give lr_final (a linear schedule) or halve_every, not both")
 
     def make(self, params: Params) -> torch.optim.Optimizer:
         cls = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD

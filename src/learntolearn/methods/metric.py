@@ -9,8 +9,8 @@ loss than the cross-entropy of those scores, its own :meth:`~MetricLearner.loss`
 
 Batch normalisation follows the book's two modes (see ``Objective.in_mode``): the support set
 is always normalised by its own statistics; the query set by its own (``transductive``, as in
-the papers' code) or by the support set's (``non-transductive``: a query's prediction then
-depends on that query and the support set alone).
+the Prototypical and Relation networks' code) or by the support set's (``non-transductive``:
+a query's prediction then depends on that query and the support set alone).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def one_hot_support(batch: TaskBatch, dtype: torch.dtype) -> Tensor:
 
 @dataclass(frozen=True)
 class MetricLearner:
-    """A metric-based method over ``objective``'s embedding; subclasses define ``scores``."""
+    """A metric-based method over ``objective``'s embedding; subclasses define ``compare``."""
 
     objective: Objective
 

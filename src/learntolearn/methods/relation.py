@@ -7,8 +7,8 @@ f_φ embeds each image as a feature map (:class:`~learntolearn.models.metric.Rel
 C concatenates a class's map with a query's along the channels, and the relation module g_φ
 (:class:`~learntolearn.models.metric.RelationModule`, the network's ``comparator``) scores the
 pair in (0, 1); training regresses the scores onto the one-hot labels with a mean squared
-error (Sec. 3.4: the score is a similarity, not a class probability). For K > 1 shots a class's
-map is the element-wise sum of its K support maps (Sec. 3.3).
+error (Sec. 3.2: the score is a similarity, not a class probability). For K > 1 shots a class's
+map is the element-wise sum of its K support maps (Sec. 3.2).
 
 The relation module's batch normalisation sees a task's pairs: all of them together in the
 transductive mode (the authors' code), or one query's N pairs at a time in the
@@ -49,7 +49,7 @@ class Relation(MetricLearner):
     ) -> Tensor:
         """Relation scores r ``[B, Q, N]`` in (0, 1)."""
         one_hot = one_hot_support(batch, support.dtype)
-        class_maps = torch.einsum("bsn,bs...->bn...", one_hot, support)  # Sec. 3.3: the sum
+        class_maps = torch.einsum("bsn,bs...->bn...", one_hot, support)  # Sec. 3.2: the sum
         both = pairs(class_maps, query)
 
         def relate(p: Tensor) -> Tensor:  # [..., 2C, h, w] -> [...], one batch-norm group

@@ -9,8 +9,8 @@ bias b (the network's ``comparator``, a linear layer over |h₁ − h₂|) are l
 y = 1 for a pair of the same class. Training is a verification task: every (query, support)
 pair of an N-way 1-shot training episode is one example, a query's one same pair weighted
 N − 1 against its N − 1 different ones, so that same and different pairs weigh equally, as
-in Koch et al.'s balanced training set (Sec. 4.1). One-shot classification
-(Sec. 3.3, Eq. 3) picks the support image with the highest p; with K shots a class scores its
+in Koch et al.'s balanced training set (Sec. 4.2). One-shot classification
+(Sec. 4.3, Eq. 3) picks the support image with the highest p; with K shots a class scores its
 best support image. Scores are the logit of p (the same order), so the loss can use the
 numerically stable form.
 """

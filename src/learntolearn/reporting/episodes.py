@@ -8,7 +8,7 @@ method gives each pair (Siamese p, Matching attention, a relation score);
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -83,7 +83,10 @@ def plot_embedding(support: Tensor, query: Tensor, y_support: Tensor, y_query: T
     both = torch.cat([support, query])
     mean = both.mean(0)
     _, _, v = torch.linalg.svd(both - mean, full_matrices=False)
-    project = lambda x: ((x - mean) @ v[:2].T).numpy()  # noqa: E731
+
+    def project(x: Tensor) -> Any:
+        return ((x - mean) @ v[:2].T).numpy()
+
     fig, ax = plt.subplots(figsize=(4.6, 3.6), layout="constrained")
     colors = plt.get_cmap("tab10")
     for k in range(n):
