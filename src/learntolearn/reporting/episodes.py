@@ -17,6 +17,7 @@ from learntolearn.experiments.config import ExperimentConfig
 from learntolearn.experiments.runner import build
 from learntolearn.experiments.store import Result
 from learntolearn.methods.metric import MetricLearner
+from learntolearn.methods.prototypical import prototypes
 from learntolearn.objective import Params
 from learntolearn.reporting.plotting import COLUMN_INCHES
 from learntolearn.tasks import TaskBatch
@@ -79,7 +80,8 @@ def plot_embedding(support: Tensor, query: Tensor, y_support: Tensor, y_query: T
     import matplotlib.pyplot as plt
 
     n = int(y_support.max()) + 1
-    centres = torch.stack([support[y_support == k].mean(0) for k in range(n)])
+    one_hot = torch.nn.functional.one_hot(y_support, n).to(support.dtype)
+    centres = prototypes(support[None], one_hot[None])[0]  # the method's own Eq. 1
     both = torch.cat([support, query])
     mean = both.mean(0)
     _, _, v = torch.linalg.svd(both - mean, full_matrices=False)
