@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -287,6 +288,28 @@ EXPERIMENTS_HELP = (
 )
 
 
+def _cmd_train_optimizer(args: argparse.Namespace) -> int:
+    from learntolearn.experiments.optimizer_config import optimizer_experiment
+    from learntolearn.experiments.optimizer_runs import run_optimizer
+
+    deadline = None if args.budget is None else time.monotonic() + args.budget
+    for name in args.experiments:
+        result = run_optimizer(
+            optimizer_experiment(name, args.profile),
+            device=args.device,
+            progress=not args.quiet,
+            deadline=deadline,
+        )
+        for setting, found in result.metrics["eval"].items():
+            finals = ", ".join(
+                f"{m} {v['final'][0]:.3g}"
+                for m, v in found.items()
+                if isinstance(v, dict) and "final" in v
+            )
+            print(f"{result.config.key} [{setting}] final loss: {finals}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     """The argument parser: one subcommand per task, every option with its help."""
     parser = argparse.ArgumentParser(prog="learntolearn", description=DESCRIPTION, epilog=EPILOG)
@@ -331,6 +354,22 @@ def _parser() -> argparse.ArgumentParser:
     experiments(p)
     training_options(p)
     p.set_defaults(func=_cmd_train)
+
+    p = add(
+        "train-optimizer",
+        "train (or load) learned optimizers (chapter 7), store and print their final losses",
+        by_name,
+    )
+    p.add_argument("experiments", nargs="+", metavar="NAME", help="l2l/quadratic, l2l/mnist, ...")
+    device(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        metavar="TIME",
+        help="stop cleanly after this much time (e.g. 45m); the same command resumes",
+    )
+    p.set_defaults(func=_cmd_train_optimizer)
 
     p = add("evaluate", "re-evaluate stored results on the fixed test tasks", by_name)
     experiments(p)

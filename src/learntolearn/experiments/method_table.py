@@ -19,6 +19,7 @@ from learntolearn.methods.anil import ANIL
 from learntolearn.methods.inner_loop import SGD, Adam, UpdateRule
 from learntolearn.methods.maml import MAML
 from learntolearn.methods.matching import Matching
+from learntolearn.methods.meta_learner_lstm import MetaLearnerLSTM
 from learntolearn.methods.pretraining import JointTraining
 from learntolearn.methods.protocol import Method
 from learntolearn.methods.prototypical import Prototypical
@@ -179,6 +180,15 @@ METHODS: dict[str, MethodEntry] = {
             "adam", c.meta_lr, halve_every=c.meta_lr_halve_every, clip_norm=0.5
         ),
         models=("relation",),
+    ),
+    # The Meta-Learner LSTM (Ravi & Larochelle 2017): a learned update rule and initialisation
+    "meta-lstm": MethodEntry(
+        families=("omniglot",),
+        build=lambda c, o: MetaLearnerLSTM(o, c.inner_steps),  # type: ignore[arg-type]
+        needs=("inner_steps",),
+        # the authors clip the meta-gradient's norm (at 0.25)
+        outer=lambda c: OuterLoop("adam", c.meta_lr, clip_norm=0.25),
+        models=("meta-lstm",),
     ),
     "siamese": MethodEntry(
         families=("omniglot", "omniglot-lake"),

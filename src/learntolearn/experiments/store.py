@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from typing import Any
 import torch
 
 from learntolearn.experiments.config import ConfigError, ExperimentConfig
-from learntolearn.io import load_json, load_tensors, save_json, save_tensors, sha256
+from learntolearn.io import atomic_folder, load_json, load_tensors, save_json, save_tensors, sha256
 from learntolearn.objective import Params
 from learntolearn.paths import results_dir
 
@@ -43,6 +41,7 @@ __all__ = [
 
 FILES = ("config.json", "metrics.json", "provenance.json", "model.pt")
 IN_PROGRESS = "in-progress"  # the folder of runs in progress, beside the results
+OTHER = "learned-optimizers"  # the learned optimizers' own store (experiments/optimizer_runs)
 
 
 class DamagedResultError(ValueError):
@@ -226,21 +225,14 @@ class ResultStore:
     ) -> Result:
         """Write a result; an existing result for the same key is never overwritten."""
         final = self.path(config)
-        if final.exists():
-            raise FileExistsError(f"{final} exists already; delete it first to replace it")
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{config.key}."))
-        tmp.chmod(0o755)
-        try:
+
+        def write(tmp: Path) -> None:
             save_tensors(tmp / "model.pt", {k: v.detach().cpu() for k, v in params.items()})
-            metrics = {**metrics, "model_sha256": sha256(tmp / "model.pt")}
             save_json(tmp / "config.json", config.to_dict())
-            save_json(tmp / "metrics.json", metrics)
+            save_json(tmp / "metrics.json", {**metrics, "model_sha256": sha256(tmp / "model.pt")})
             save_json(tmp / "provenance.json", provenance)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        atomic_folder(final, write)
         return self._load(final)
 
     def update_evaluation(
@@ -298,7 +290,7 @@ class ResultStore:
         return [
             p
             for p in sorted(self.root.iterdir())
-            if p.is_dir() and not p.name.startswith(".") and p.name != IN_PROGRESS
+            if p.is_dir() and not p.name.startswith(".") and p.name not in (IN_PROGRESS, OTHER)
         ]
 
     def scan(self) -> tuple[list[Result], dict[Path, str]]:

@@ -27,6 +27,7 @@ from learntolearn.data.sinusoid import SinusoidTasks
 from learntolearn.data.sinusoid import fixed_tasks as fixed_sinusoids
 from learntolearn.models.metric import METRIC_NETWORKS
 from learntolearn.models.networks import MLP, ConvNet, FCNet
+from learntolearn.models.optimizers import LearnerAndMetaLearner, MetaLearnerCell
 from learntolearn.objective import MODES, TaskLoss, accuracy, cross_entropy, mse
 from learntolearn.tasks import TaskBatch, TaskDistribution
 
@@ -74,8 +75,9 @@ def _sinusoid_check(c: ExperimentConfig) -> str | None:
     return None
 
 
-# ConvNet (strided), ConvNet (max-pool), FCNet; the metric-based methods' networks
-CLASSIFIERS = ("conv", "conv-pool", "fc", *METRIC_NETWORKS)
+# ConvNet (strided), ConvNet (max-pool), FCNet; the metric-based methods' networks; MAML's
+# strided ConvNet with 32 filters (Ravi & Larochelle's width) as a Meta-Learner LSTM's learner
+CLASSIFIERS = ("conv", "conv-pool", "fc", *METRIC_NETWORKS, "meta-lstm")
 
 
 def _classification_check(c: ExperimentConfig) -> str | None:
@@ -119,6 +121,8 @@ def _classifier(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
         return METRIC_NETWORKS[c.model]()
     if c.model == "fc":
         return FCNet(c.n_way)
+    if c.model == "meta-lstm":
+        return LearnerAndMetaLearner(ConvNet(c.n_way, hidden=32), MetaLearnerCell())
     return ConvNet(c.n_way, pool=c.model == "conv-pool")
 
 

@@ -18,11 +18,15 @@ from torch import Tensor
 
 from learntolearn.objective import Params
 
-__all__ = ["SGD", "Adam", "UpdateRule", "adapt", "inner_sgd"]
+__all__ = ["LOSS", "NAG", "SGD", "Adam", "RMSprop", "UpdateRule", "adapt", "inner_sgd"]
 
 UpdateRule = Callable[[Params, Params, Params, int], tuple[Params, Params]]
 """``rule(params, grads, state, step) → (new params, new state)``; ``grads`` and the result
-hold only the adapted parameters, and ``state`` starts empty for every task."""
+hold only the adapted parameters, and ``state`` starts empty for every task. A rule with the
+attribute ``reads_loss = True`` also finds the losses of the step (one per task, constants)
+in ``state[LOSS]`` (the Meta-Learner LSTM's input, Ravi & Larochelle 2017, Sec. 3.2)."""
+
+LOSS = "@loss"  # the key of the step's losses in a rule's state (never a parameter's name)
 
 
 @dataclass(frozen=True)
@@ -37,25 +41,58 @@ class SGD:
 
 @dataclass(frozen=True)
 class Adam:
-    """Adam with β1 = 0, the inner optimiser of Reptile's few-shot experiments (Nichol et al.
-    2018, App. A): θ ← θ − α g / (√v̂ + ε), with v the running mean of g² and v̂ = v/(1 − β2^t).
+    """Adam (Kingma & Ba 2015, Alg. 1): θ ← θ − α m̂ / (√v̂ + ε), with m and v the running means
+    of g and g² and m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t).
 
-    Its state starts from zero for every task, so a task's adaptation depends on θ and the task
-    alone (the reference code keeps v across tasks; resetting it is what lets tasks run batched).
+    ``beta1=0`` (the default) is the inner optimiser of Reptile's few-shot experiments (Nichol
+    et al. 2018, App. A). Its state starts from zero for every task, so a task's adaptation
+    depends on θ and the task alone (the reference code keeps v across tasks; resetting it is
+    what lets tasks run batched).
     """
 
     lr: float
     beta2: float = 0.999
     eps: float = 1e-8
+    beta1: float = 0.0
 
     def __call__(self, params: Params, grads: Params, state: Params, step: int):
         v = {k: self.beta2 * state.get(k, 0) + (1 - self.beta2) * g * g for k, g in grads.items()}
-        correction = 1 - self.beta2 ** (step + 1)
-        new = {
-            k: params[k] - self.lr * g / ((v[k] / correction).sqrt() + self.eps)
-            for k, g in grads.items()
+        m = {
+            k: self.beta1 * state.get(f"m/{k}", 0) + (1 - self.beta1) * g for k, g in grads.items()
         }
-        return new, v
+        correction = 1 - self.beta2 ** (step + 1)
+        first = 1 - self.beta1 ** (step + 1)
+        new = {
+            k: params[k] - self.lr * (m[k] / first) / ((v[k] / correction).sqrt() + self.eps)
+            for k in grads
+        }
+        return new, v if self.beta1 == 0 else {**v, **{f"m/{k}": m[k] for k in m}}
+
+
+@dataclass(frozen=True)
+class NAG:
+    """Nesterov's accelerated gradient in the form of Sutskever et al. (2013) as PyTorch writes
+    it: b ← μ b + g, θ ← θ − α (g + μ b)."""
+
+    lr: float
+    momentum: float = 0.9
+
+    def __call__(self, params: Params, grads: Params, state: Params, step: int):
+        b = {k: self.momentum * state[k] + g if k in state else g for k, g in grads.items()}
+        return {k: params[k] - self.lr * (g + self.momentum * b[k]) for k, g in grads.items()}, b
+
+
+@dataclass(frozen=True)
+class RMSprop:
+    """RMSprop (Tieleman & Hinton 2012): v ← ρ v + (1 − ρ) g², θ ← θ − α g / (√v + ε)."""
+
+    lr: float
+    rho: float = 0.99
+    eps: float = 1e-8
+
+    def __call__(self, params: Params, grads: Params, state: Params, step: int):
+        v = {k: self.rho * state.get(k, 0) + (1 - self.rho) * g * g for k, g in grads.items()}
+        return {k: params[k] - self.lr * g / (v[k].sqrt() + self.eps) for k, g in grads.items()}, v
 
 
 def adapt(
@@ -99,10 +136,12 @@ def adapt(
         for step in range(steps):
             if trace is not None:
                 trace(step, params)
-            value = loss(params, step).sum()
+            per_task = loss(params, step)
             grads = torch.autograd.grad(
-                value, [params[k] for k in names], create_graph=create_graph
+                per_task.sum(), [params[k] for k in names], create_graph=create_graph
             )
+            if getattr(rule, "reads_loss", False):
+                state = {**state, LOSS: per_task.detach()}
             new, state = rule(params, dict(zip(names, grads, strict=True)), state, step)
             if not differentiable:
                 new = {k: v.detach().requires_grad_() for k, v in new.items()}

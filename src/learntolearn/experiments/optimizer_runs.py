@@ -1,0 +1,313 @@
+"""Train, evaluate and store a learned optimizer: ``run_optimizer(config)``.
+
+Like :func:`~learntolearn.experiments.runner.run`, it loads the stored result for the
+config's key or computes it: meta-training by truncated BPTT (resumable: a checkpoint in
+``learned-optimizers/in-progress/``), then the evaluation on fixed test problems of every
+setting against the hand-designed baselines, each with its step size tuned on the grid by the
+same criterion (the mean loss over the horizon, the LSTM's own meta-objective, on separate
+tuning problems). ``learned-optimizers/<key>/`` holds ``config.json``, ``metrics.json``,
+``provenance.json`` and ``optimizer.pt`` (φ, checksummed, loaded with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from learntolearn.analysis.statistics import mean_ci95
+from learntolearn.data.mnist import load_mnist
+from learntolearn.data.optimizees import MLPs, Problems, Quadratics
+from learntolearn.experiments import provenance
+from learntolearn.experiments.optimizer_config import BASELINES, OptimizerConfig, Setting
+from learntolearn.experiments.runner import begin_computing
+from learntolearn.experiments.store import check_writable_folder
+from learntolearn.io import atomic_folder, load_json, load_tensors, save_json, save_tensors, sha256
+from learntolearn.methods.inner_loop import NAG, SGD, Adam, RMSprop, UpdateRule
+from learntolearn.methods.learned_optimizer import LSTMOptimizer, NonFiniteLossError, unroll
+from learntolearn.models.optimizers import CoordinatewiseLSTM
+from learntolearn.objective import Params, init_params
+from learntolearn.paths import results_dir
+
+__all__ = ["FOLDER", "OptimizerResult", "load_optimizer", "run_optimizer", "trajectories"]
+
+FOLDER = "learned-optimizers"
+log = logging.getLogger(__name__)
+
+RULES: dict[str, Callable[[float], UpdateRule]] = {
+    "sgd": SGD,
+    "nag": NAG,
+    "rmsprop": RMSprop,
+    "adam": lambda lr: Adam(lr, beta1=0.9),
+}
+
+
+@dataclass(frozen=True)
+class OptimizerResult:
+    config: OptimizerConfig
+    metrics: dict[str, Any]
+    provenance: dict[str, Any]
+    path: Path
+
+    def rule(self, device: str | torch.device = "cpu") -> LSTMOptimizer:
+        """The trained optimizer as an update rule."""
+        return load_optimizer(self.path / "optimizer.pt", self.config, device)
+
+
+def _root(config: OptimizerConfig) -> Path:
+    return results_dir(config.profile) / FOLDER
+
+
+def _network(config: OptimizerConfig) -> CoordinatewiseLSTM:
+    return CoordinatewiseLSTM(2, config.hidden, config.layers)
+
+
+def load_optimizer(
+    path: Path, config: OptimizerConfig, device: str | torch.device = "cpu"
+) -> LSTMOptimizer:
+    """φ from ``path`` as the rule of ``config``; a φ of another shape gets a clear error."""
+    net = _network(config).to(device)
+    weights = load_tensors(path, device)
+    expected = {k: tuple(v.shape) for k, v in net.named_parameters()}
+    found = {k: tuple(v.shape) for k, v in weights.items()} if isinstance(weights, dict) else {}
+    if found != expected:
+        count = sum(v.numel() for v in weights.values()) if found else 0
+        raise ValueError(
+            f"{path} holds {count} optimizer parameters {sorted(found)[:3]}…, but a "
+            f"{config.layers}-layer LSTM with {config.hidden} units needs "
+            f"{sum(v.numel() for v in net.parameters())}: it belongs to another config; delete "
+            "it to retrain"
+        )
+    return LSTMOptimizer(net, weights, config.scale, config.p)
+
+
+def _family(config: OptimizerConfig, setting: Setting, train: bool) -> Any:
+    if config.problem == "quadratic":
+        return Quadratics()
+    digits = load_mnist(train=train)
+    images = digits.images.flatten(1)
+    return MLPs(images, digits.labels, setting.hidden, setting.activation)
+
+
+def trajectories(rule: UpdateRule, problems: Problems, steps: int) -> Tensor:
+    """Losses ``[steps+1, B]`` of ``rule`` on every problem (no meta-gradient). A problem that
+    diverges keeps its non-finite losses in its own column; the others are unaffected."""
+    params = {k: v.detach() for k, v in problems.params.items()}
+    state: Params = {}
+    out = []
+    for t in range(steps + 1):
+        params = {k: v.requires_grad_() for k, v in params.items()}
+        with torch.enable_grad():
+            value = problems.loss(params, t)
+            out.append(value.detach())
+            if t == steps:
+                break
+            grads = torch.autograd.grad(value.sum(), list(params.values()))
+        with torch.no_grad():
+            new, state = rule(params, dict(zip(params, grads, strict=True)), state, t)
+        params = {k: v.detach() for k, v in new.items()}
+        state = {k: v.detach() for k, v in state.items()}
+    return torch.stack(out)
+
+
+def _summary(curve: Tensor) -> dict[str, Any]:
+    """Per step mean and 95% CI over the finite problems; the final loss; the diverged count."""
+    finite = torch.isfinite(curve).all(0)
+    kept = curve[:, finite]
+    diverged = int((~finite).sum())
+    if diverged:
+        log.warning("%d of %d problems diverged (non-finite loss)", diverged, curve.shape[1])
+    if kept.shape[1] < 2:
+        return {"diverged": diverged, "problems": curve.shape[1]}
+    stats = [mean_ci95(c) for c in kept]
+    return {
+        "mean": [m for m, _ in stats],
+        "ci95": [h for _, h in stats],
+        "final": list(mean_ci95(kept[-1])),
+        "objective": list(mean_ci95(kept[1:].mean(0))),  # mean loss over the horizon
+        "diverged": diverged,
+        "problems": curve.shape[1],
+    }
+
+
+def _criterion(curve: Tensor) -> float:
+    """The tuning criterion: the mean over problems of the mean loss over the horizon (inf for
+    a diverged problem), the quantity the LSTM is trained to minimise (Eq. 3, w_t = 1)."""
+    per_problem = curve[1:].mean(0)
+    return float(torch.where(torch.isfinite(per_problem), per_problem, torch.inf).mean())
+
+
+def _evaluate(config: OptimizerConfig, rule: LSTMOptimizer, dev: torch.device) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, (name, setting) in enumerate(config.settings.items()):
+        test_family, tune_family = _family(config, setting, False), _family(config, setting, True)
+        seed = config.eval_seed + 1000 * i
+        tune = tune_family.sample(
+            config.tune_problems, setting.steps, torch.Generator(dev).manual_seed(seed + 1)
+        )
+        test = test_family.sample(
+            config.eval_problems, setting.steps, torch.Generator(dev).manual_seed(seed)
+        )
+        found: dict[str, Any] = {"steps": setting.steps}
+        start = time.perf_counter()
+        found["lstm"] = _summary(trajectories(rule, test, setting.steps))
+        found["lstm"]["seconds"] = round(time.perf_counter() - start, 2)
+        for b in BASELINES:
+            scores = {
+                lr: _criterion(trajectories(RULES[b](lr), tune, setting.steps))
+                for lr in config.lr_grid
+            }
+            best = min(scores, key=lambda lr: scores[lr])
+            curve = trajectories(RULES[b](best), test, setting.steps)
+            found[b] = {
+                **_summary(curve),
+                "lr": best,
+                "tuning": {f"{k:g}": v for k, v in scores.items()},
+            }
+        out[name] = found
+    return out
+
+
+def _train(
+    config: OptimizerConfig,
+    dev: torch.device,
+    checkpoint: Path,
+    checkpoint_every: int,
+    deadline: float | None,
+    progress: bool,
+) -> tuple[Params, dict[str, Any]]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        net = _network(config).to(dev)
+    weights = init_params(net)
+    outer = torch.optim.Adam(list(weights.values()), lr=config.meta_lr)
+    gen = torch.Generator(dev).manual_seed(config.seed)
+    done, history, wall = 0, [], 0.0
+    if checkpoint.is_file():
+        saved = load_tensors(checkpoint, dev)
+        for k, v in saved["weights"].items():
+            weights[k].data.copy_(v)
+        outer.load_state_dict(saved["outer"])
+        gen.set_state(saved["generator"].cpu() if dev.type == "cpu" else saved["generator"])
+        done, history, wall = saved["iteration"], saved["history"], saved["wall_time_s"]
+    rule = LSTMOptimizer(net, weights, config.scale, config.p)
+    family = _family(config, Setting(steps=config.horizon), True)
+
+    def save(iteration: int) -> None:
+        save_tensors(
+            checkpoint,
+            {
+                "weights": {k: v.detach().cpu() for k, v in weights.items()},
+                "outer": outer.state_dict(),
+                "generator": gen.get_state(),
+                "iteration": iteration,
+                "history": history,
+                "wall_time_s": wall,
+            },
+        )
+
+    bar = tqdm(
+        total=config.iterations,
+        initial=done,
+        desc=config.name,
+        unit="horizon",
+        disable=True if not progress else None,
+    )
+    for it in range(done, config.iterations):
+        if deadline is not None and time.monotonic() > deadline:
+            save(it)
+            raise InterruptedError(f"{config.key} stopped at {it}/{config.iterations}; rerun")
+        start = time.perf_counter()
+        problems = family.sample(config.meta_batch, config.horizon, gen)
+        theta, state, seen = problems.params, {}, []
+        for s in range(0, config.horizon, config.unroll):
+            try:
+                meta_loss, theta, state, losses = unroll(
+                    rule,
+                    problems.loss,
+                    theta,
+                    state,
+                    start=s,
+                    steps=config.unroll,
+                    second_order=config.second_order,
+                )
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(
+                    f"{config.key}, training iteration {it}: {err}; nothing was stored, the "
+                    f"checkpoint {checkpoint} holds the last good state"
+                ) from err
+            outer.zero_grad()
+            (meta_loss / (config.unroll * config.meta_batch)).backward()
+            grads = [w.grad for w in weights.values() if w.grad is not None]
+            if not all(bool(torch.isfinite(g).all()) for g in grads):
+                raise NonFiniteLossError(f"{config.key}: non-finite meta-gradient at {it}")
+            outer.step()
+            theta = {k: v.detach() for k, v in theta.items()}
+            state = {k: v.detach() for k, v in state.items()}
+            seen += losses
+        wall += time.perf_counter() - start
+        history.append(sum(seen) / len(seen))
+        bar.update(1)
+        if (it + 1) % checkpoint_every == 0 and it + 1 < config.iterations:
+            save(it + 1)
+    bar.close()
+    return weights, {"iterations": config.iterations, "history": history, "wall_time_s": wall}
+
+
+def run_optimizer(
+    config: OptimizerConfig,
+    *,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    checkpoint_every: int = 50,
+    deadline: float | None = None,
+) -> OptimizerResult:
+    """The stored result of ``config``, or train, evaluate and store it."""
+    root = _root(config)
+    final = root / config.key
+    if final.is_dir():
+        return _load(final)
+    dev, code = begin_computing(
+        device,
+        f"no stored learned optimizer {config.key} in {root}, and LEARNTOLEARN_NO_TRAIN is set;"
+        f" run `python -m learntolearn train-optimizer {config.name} --profile {config.profile}`",
+    )
+    check_writable_folder(root, f"{root} (the learned-optimizer store)")
+    checkpoint = root / "in-progress" / f"{config.key}.pt"
+    weights, train = _train(config, dev, checkpoint, checkpoint_every, deadline, progress)
+    start = time.perf_counter()
+    trained = {k: v.detach() for k, v in weights.items()}
+    rule = LSTMOptimizer(_network(config).to(dev), trained, config.scale, config.p)
+    evaluation = _evaluate(config, rule, dev)
+    made = provenance.collect(dev, train["wall_time_s"], code)
+    made["evaluation_s"] = round(time.perf_counter() - start, 1)
+
+    def write(tmp: Path) -> None:
+        save_tensors(tmp / "optimizer.pt", {k: v.detach().cpu() for k, v in weights.items()})
+        metrics = {
+            "train": train,
+            "eval": evaluation,
+            "optimizer_sha256": sha256(tmp / "optimizer.pt"),
+        }
+        save_json(tmp / "config.json", config.to_dict())
+        save_json(tmp / "metrics.json", metrics)
+        save_json(tmp / "provenance.json", made)
+
+    atomic_folder(final, write)
+    checkpoint.unlink(missing_ok=True)
+    return _load(final)
+
+
+def _load(path: Path) -> OptimizerResult:
+    config = OptimizerConfig.from_dict(load_json(path / "config.json"))
+    metrics = load_json(path / "metrics.json")
+    if config.key != path.name or sha256(path / "optimizer.pt") != metrics["optimizer_sha256"]:
+        raise ValueError(f"{path} does not match its config or checksum; delete it to retrain")
+    return OptimizerResult(config, metrics, load_json(path / "provenance.json"), path)
