@@ -39,6 +39,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from learntolearn.data.episodes import ClassImageTasks
 from learntolearn.data.verified import (
     REMEDY,
     DataError,
@@ -268,7 +269,7 @@ def vinyals_split(name: str, *, download: bool = True) -> list[tuple[str, int]]:
     return classes
 
 
-class OmniglotTasks:
+class OmniglotTasks(ClassImageTasks):
     """N-way K-shot Omniglot tasks (Vinyals et al., 2016; MAML, Finn et al., 2017).
 
     A :class:`~learntolearn.tasks.TaskDistribution`. The classes of ``split`` (a Vinyals
@@ -289,18 +290,10 @@ class OmniglotTasks:
         k_query: int,
         device: torch.device | str = "cpu",
     ) -> None:
-        for arg, value in (("n_way", n_way), ("k_shot", k_shot), ("k_query", k_query)):
-            if value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value}")
         self.classes = split_classes(split)
-        if n_way > len(self.classes):
-            raise ValueError(f"n_way={n_way} exceeds the {len(self.classes)} classes of {split!r}")
-        drawings = data.images.shape[1]
-        if k_shot + k_query > drawings:
-            raise ValueError(
-                f"k_shot + k_query = {k_shot + k_query} exceeds the {drawings} drawings per class"
-            )
-        self.n_way, self.k_shot, self.k_query = n_way, k_shot, k_query
+        self.check_sizes(
+            n_way, k_shot, k_query, len(self.classes), data.images.shape[1], f"split {split!r}"
+        )
         index = {c: i for i, c in enumerate(data.characters)}
         missing = sorted({c for c, _ in self.classes} - index.keys())
         if missing:
@@ -313,46 +306,6 @@ class OmniglotTasks:
         for k in range(4):
             sel = (turns == k).nonzero().squeeze(1)
             self.images[sel] = torch.rot90(base[sel], k, dims=(-2, -1))
-
-    @property
-    def num_classes(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def device(self) -> torch.device:
-        return self.images.device
-
-    def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
-        """Draw ``num_tasks`` tasks in one vectorised pass.
-
-        ``generator`` must live on :attr:`device` (``torch.Generator(device=tasks.device)``);
-        the same generator state gives the same batch. ``info["classes"]`` is long
-        ``[num_tasks, n_way]``: indices into :attr:`classes`, in label order.
-        """
-        if num_tasks < 1:
-            raise ValueError(f"num_tasks must be positive, got {num_tasks}")
-        if generator.device.type != self.device.type:
-            raise ValueError(
-                f"generator is on {generator.device} but the tasks are on {self.device}: "
-                f"use torch.Generator(device={str(self.device)!r})"
-            )
-        b, n, k, q = num_tasks, self.n_way, self.k_shot, self.k_query
-        per_class = self.images.shape[1]
-        draw = torch.rand(b, self.num_classes, generator=generator, device=self.device)
-        classes = draw.argsort(dim=1)[:, :n]
-        draw = torch.rand(b, n, per_class, generator=generator, device=self.device)
-        drawings = draw.argsort(dim=2)[:, :, : k + q]
-        # One index_select over [classes * drawings] images: much faster than 2-d indexing.
-        flat = (classes[:, :, None] * per_class + drawings).flatten()
-        x = self.images.flatten(0, 1).index_select(0, flat).view(b, n, k + q, 1, _SIZE, _SIZE)
-        labels = torch.arange(n, device=self.device)
-        return TaskBatch(
-            x_support=x[:, :, :k].reshape(b, n * k, 1, _SIZE, _SIZE).float().div_(255),
-            y_support=labels.repeat_interleave(k).repeat(b, 1),
-            x_query=x[:, :, k:].reshape(b, n * q, 1, _SIZE, _SIZE).float().div_(255),
-            y_query=labels.repeat_interleave(q).repeat(b, 1),
-            info={"classes": classes},
-        )
 
 
 def fixed_tasks(

@@ -10,6 +10,8 @@ loads what is stored and computes only what is missing.
 * ``precision``: the float32 meta-gradient against the float64 one, how much the float64 one
   moves under tiny relative changes of θ, and the stability number α·|λ|max of the support
   Hessians (:mod:`learntolearn.analysis.precision`), at the initialisation and trained.
+* ``gates``: the Meta-Learner LSTM's input and forget gates at every inner step, per learner
+  parameter, on the first fixed test tasks (:mod:`learntolearn.analysis.meta_learner_gates`).
 * ``feature_reuse``: linear CKA of every layer before vs after the inner loop, NIL accuracy and
   the accuracy with the head alone adapted (Raghu et al. 2020), on the fixed test tasks.
 """
@@ -25,6 +27,7 @@ import torch
 
 from learntolearn.analysis import precision
 from learntolearn.analysis.feature_reuse import layer_similarity, nil_accuracy
+from learntolearn.analysis.meta_learner_gates import gate_values
 from learntolearn.analysis.statistics import mean_ci95, score_curve, summarize_curve
 from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, update_directions
 from learntolearn.experiments import provenance
@@ -36,6 +39,7 @@ from learntolearn.experiments.store import ResultStore
 from learntolearn.methods.anil import HEAD
 from learntolearn.methods.inner_loop import SGD, adapt
 from learntolearn.methods.maml import MAML
+from learntolearn.methods.meta_learner_lstm import MetaLearnerLSTM
 from learntolearn.objective import MODES, Params, expand_params
 from learntolearn.tasks import TaskBatch
 
@@ -184,7 +188,18 @@ def _precision_points(
         }
 
 
+def _gates(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
+    method = setup.method
+    if not isinstance(method, MetaLearnerLSTM):
+        raise ValueError(f"gates analyses a Meta-Learner LSTM, not {config.name!r}")
+    device = next(iter(params.values())).device
+    test = setup.family.test_sets(config)[0]
+    batch = next(iter(test_chunks(setup, test.tasks(), device)))  # the first test tasks
+    return {"tasks": batch.num_tasks, **gate_values(method, params, batch)}
+
+
 ANALYSES: dict[str, Callable[[ExperimentConfig, Setup, Params], dict[str, Any]]] = {
+    "gates": _gates,
     "update_directions": _update_directions,
     "precision": _precision,
     "feature_reuse": _feature_reuse,

@@ -121,13 +121,19 @@ def _matching_check(c: ExperimentConfig) -> str | None:
     return None
 
 
+def _meta_lstm_check(c: ExperimentConfig) -> str | None:
+    if not c.eval_steps == c.inner_steps == c.test_steps:
+        return "the Meta-Learner LSTM learned T steps: set eval_steps = test_steps = inner_steps"
+    return None
+
+
 _GRADIENT_BASED = (None, "conv", "conv-pool", "fc")
 
 
 METHODS: dict[str, MethodEntry] = {
     # MAML (Finn et al. 2017), its first-order approximation and ANIL (the head alone adapts)
     "maml": MethodEntry(
-        families=("sinusoid", "omniglot"),
+        families=("sinusoid", "omniglot", "miniimagenet"),
         build=_maml,
         needs=("inner_lr", "inner_steps", "first_order"),
         allows=("monitor_every", "inner_params"),
@@ -183,12 +189,13 @@ METHODS: dict[str, MethodEntry] = {
     ),
     # The Meta-Learner LSTM (Ravi & Larochelle 2017): a learned update rule and initialisation
     "meta-lstm": MethodEntry(
-        families=("omniglot",),
+        families=("omniglot", "miniimagenet"),
         build=lambda c, o: MetaLearnerLSTM(o, c.inner_steps),  # type: ignore[arg-type]
         needs=("inner_steps",),
         # the authors clip the meta-gradient's norm (at 0.25)
         outer=lambda c: OuterLoop("adam", c.meta_lr, clip_norm=0.25),
         models=("meta-lstm",),
+        check=_meta_lstm_check,
     ),
     "siamese": MethodEntry(
         families=("omniglot", "omniglot-lake"),

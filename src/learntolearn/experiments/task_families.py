@@ -6,6 +6,8 @@ fixed test sets with their score. Adding a family is one entry here (and its dat
 * ``omniglot``: N-way K-shot classification (MAML Sec. 5.2, the Vinyals split), accuracy; one
   test set per K, scored with transductive batch norm (the query batch's statistics, as MAML's
   code) and non-transductive (the support set's).
+* ``miniimagenet``: N-way K-shot classification of 84x84 images with the Ravi split, read
+  from a user's own image folder (the images cannot be downloaded here); like ``omniglot``.
 * ``omniglot-lake``: Lake's 20 one-shot runs (20-way, within an evaluation alphabet; Koch et
   al. 2015, Sec. 4.3), trained on the 30 background alphabets, scored in the same two modes.
 """
@@ -20,6 +22,8 @@ import torch
 from torch import nn
 
 from learntolearn.data.augment import AffineDistortions
+from learntolearn.data.miniimagenet import MiniImagenetTasks, load_miniimagenet
+from learntolearn.data.miniimagenet import fixed_tasks as fixed_miniimagenet
 from learntolearn.data.omniglot import OmniglotTasks, load_omniglot
 from learntolearn.data.omniglot import fixed_tasks as fixed_omniglot
 from learntolearn.data.omniglot_runs import lake_runs
@@ -165,6 +169,46 @@ def _lake_tests(c: ExperimentConfig) -> list[TestSet]:
     return [TestSet(1, c.eval_lrs[0], lambda: [lake_runs()], {m: m for m in MODES})]
 
 
+def _miniimagenet_check(c: ExperimentConfig) -> str | None:
+    if c.model not in ("conv-pool", "meta-lstm"):
+        return f"miniImageNet takes model 'conv-pool' or 'meta-lstm', got {c.model!r}"
+    return _classification_check(c)
+
+
+def _miniimagenet_network(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
+    """The 4-block max-pool ConvNet with 32 filters on 84x84 RGB images (MAML Sec. 5.2; Ravi
+    & Larochelle's learner), alone or with a meta-learner."""
+    assert c.n_way is not None and extra_inputs == 0
+    net = ConvNet(c.n_way, in_channels=3, hidden=32, image_size=84, pool=True)
+    return LearnerAndMetaLearner(net, MetaLearnerCell()) if c.model == "meta-lstm" else net
+
+
+def _miniimagenet_train(c: ExperimentConfig, device: torch.device) -> TaskDistribution:
+    assert c.n_way is not None
+    data = load_miniimagenet("train")
+    return MiniImagenetTasks(data, n_way=c.n_way, k_shot=c.k_shot, k_query=c.k_query, device=device)
+
+
+def _miniimagenet_tests(c: ExperimentConfig) -> list[TestSet]:
+    assert c.n_way is not None
+    n_way = c.n_way
+
+    def tasks(k: int) -> Callable[[], Sequence[TaskBatch]]:
+        return lambda: list(
+            fixed_miniimagenet(
+                load_miniimagenet("test"),
+                n_way=n_way,
+                k_shot=k,
+                k_query=c.eval_query,
+                num_tasks=c.eval_tasks,
+                seed=c.eval_seed,
+            )
+        )
+
+    modes = {m: m for m in MODES}
+    return [TestSet(k, lr, tasks(k), modes) for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True)]
+
+
 FAMILIES: dict[str, TaskFamily] = {
     "sinusoid": TaskFamily(
         network=_mlp,
@@ -186,6 +230,13 @@ FAMILIES: dict[str, TaskFamily] = {
         chunk=25,
     ),
 }
+FAMILIES["miniimagenet"] = replace(
+    FAMILIES["omniglot"],
+    network=_miniimagenet_network,
+    sampler=_miniimagenet_train,
+    test_sets=_miniimagenet_tests,
+    check=_miniimagenet_check,
+)
 FAMILIES["omniglot-lake"] = replace(
     FAMILIES["omniglot"], sampler=_omniglot_train("background"), test_sets=_lake_tests, chunk=None
 )

@@ -64,10 +64,11 @@ class MetaLearnerCell(nn.Module):
     state) → (θ_t [C], state)``, the state holding the first layer's (h, c) and the previous
     gates ``i`` and ``f``.
 
-    Initialisation (Sec. 3.2 and the authors' code): gate weights uniform in ±0.01, the
-    forget-gate bias in [4, 6] (f ≈ 0.99: almost no shrinkage) and the input-gate bias in
-    [−5, −4] (i ≈ 0.01: a small step), so that the meta-learner starts as gradient descent with
-    a small learning rate.
+    Initialisation (Sec. 3.2 and the authors' code): every weight and bias uniform in ±0.01,
+    then the forget-gate bias in [4, 5] (f ≈ 0.99: almost no shrinkage) and the input-gate bias
+    in [−5, −4] (i ≈ 0.01: a small step), so that the meta-learner starts as gradient descent
+    with a small learning rate. The gates read the previous gate *values* i_{t−1}, f_{t−1}, as
+    the paper's Eqs. 3–4 write them (the authors' code feeds the pre-sigmoid values).
     """
 
     def __init__(self, inputs: int = 4, hidden: int = 20) -> None:
@@ -76,9 +77,10 @@ class MetaLearnerCell(nn.Module):
         self.input_gate = nn.Linear(hidden + 2, 1)
         self.forget_gate = nn.Linear(hidden + 2, 1)
         self.hidden = hidden
-        for gate, low, high in ((self.input_gate, -5.0, -4.0), (self.forget_gate, 4.0, 6.0)):
-            nn.init.uniform_(gate.weight, -0.01, 0.01)
-            nn.init.uniform_(gate.bias, low, high)
+        for p in self.parameters():
+            nn.init.uniform_(p, -0.01, 0.01)
+        nn.init.uniform_(self.input_gate.bias, -5.0, -4.0)
+        nn.init.uniform_(self.forget_gate.bias, 4.0, 5.0)
 
     def initial_state(self, coordinates: int, like: Tensor) -> State:
         """Zero first-layer states and zero previous gates."""
