@@ -299,5 +299,5 @@ def test_smoke_run_resumes_to_the_same_optimizer(tmp_path, monkeypatch) -> None:
     found = resumed.metrics["eval"]["quadratic"]
     for b in ("sgd", "nag", "rmsprop", "adam"):
         assert found[b]["lr"] in cfg.lr_grid and len(found[b]["tuning"]) == len(cfg.lr_grid)
-    assert len(found["lstm"]["mean"]) == 101
+    assert len(found["lstm"]["mean"]) == cfg.settings["quadratic"].steps + 1 == 21
     assert resumed.rule().net.hidden == 20

@@ -83,3 +83,32 @@ def test_the_ravi_split_is_64_16_20_classes_of_600() -> None:
     assert all(len(files) == 600 for v in sizes.values() for files in v.values())
     classes = [set(v) for v in sizes.values()]
     assert not (classes[0] & classes[1] or classes[0] & classes[2] or classes[1] & classes[2])
+
+
+def test_meta_learner_lstm_trains_on_a_tiny_miniimagenet(tmp_path: Path, monkeypatch) -> None:
+    """The registered paper experiment, at the smoke profile, on a generated folder: the
+    family reads the CSVs and images from the data folder and the run stores a result."""
+    from learntolearn.experiments.registry import experiment
+    from learntolearn.experiments.runner import run
+
+    root = tmp_path / "data" / "miniimagenet"
+    root.mkdir(parents=True)
+    _folder(root, classes=5, per_class=16)
+    (root / "splits").rename(root / "ravi")
+    (root / "splits").mkdir()
+    (root / "ravi").rename(root / "splits" / "ravi")
+    monkeypatch.setenv("LEARNTOLEARN_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("LEARNTOLEARN_MINIIMAGENET", raising=False)
+    config = experiment("miniimagenet/meta-lstm-5w1s", "smoke").with_(
+        iterations=2,
+        eval_tasks=3,
+        milestone_every=None,
+        inner_steps=2,
+        eval_steps=2,
+        test_steps=2,
+    )
+    result = run(config, device="cpu", progress=False)
+    curve = result.curve("non-transductive")
+    assert len(curve["mean"]) == 3 and all(0 <= v <= 1 for v in curve["mean"])

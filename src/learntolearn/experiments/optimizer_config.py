@@ -88,6 +88,7 @@ class OptimizerConfig:
     tune_problems: int = 20
     eval_seed: int = 2016
     lr_grid: tuple[float, ...] = LR_GRID
+    max_steps: int | None = None  # caps every test setting's steps (smoke: seconds in CI)
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -103,13 +104,25 @@ class OptimizerConfig:
         need(self.eval_problems >= 2 and self.tune_problems >= 2, "evaluate on >= 2 problems")
         need(self.scale > 0 and self.p > 0 and self.meta_lr > 0, "scale, p, meta_lr must be > 0")
         need(len(self.lr_grid) >= 1 and min(self.lr_grid) > 0, "lr_grid: positive step sizes")
+        need(
+            self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps >= 1),
+            f"max_steps must be a positive integer or unset, got {self.max_steps!r}",
+        )
 
     @property
     def settings(self) -> dict[str, Setting]:
-        return SETTINGS[self.problem]
+        """The test settings, their steps capped at ``max_steps``."""
+        cap = self.max_steps or max(s.steps for s in SETTINGS[self.problem].values())
+        return {n: replace(s, steps=min(s.steps, cap)) for n, s in SETTINGS[self.problem].items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """JSON-ready fields; a field left at None is left out (so new optional fields keep
+        the existing keys)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(self).items()
+            if v is not None
+        }
 
     @property
     def key(self) -> str:
@@ -130,7 +143,13 @@ class OptimizerConfig:
 # CPU thread (far fewer training horizons than the paper's), labelled wherever shown.
 _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quadratic": {
-        "smoke": {"iterations": 2, "meta_batch": 8, "eval_problems": 4, "tune_problems": 2},
+        "smoke": {
+            "iterations": 2,
+            "meta_batch": 8,
+            "eval_problems": 4,
+            "tune_problems": 2,
+            "max_steps": 20,
+        },
         "cpu": {"iterations": 400},
         "paper": {},
     },
@@ -142,6 +161,7 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "eval_problems": 3,
             "tune_problems": 2,
             "lr_grid": (0.01, 0.1),
+            "max_steps": 20,
         },
         "cpu": {"iterations": 150},
         "paper": {},

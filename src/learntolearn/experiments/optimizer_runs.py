@@ -11,6 +11,7 @@ tuning problems). ``learned-optimizers/<key>/`` holds ``config.json``, ``metrics
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -88,12 +89,17 @@ def load_optimizer(
     return LSTMOptimizer(net, weights, config.scale, config.p)
 
 
+@functools.lru_cache(maxsize=2)
+def _digits(train: bool) -> tuple[Tensor, Tensor]:
+    """MNIST's training or test images ``[N, 784]`` and labels, read once per process."""
+    digits = load_mnist(train=train)
+    return digits.images.flatten(1), digits.labels
+
+
 def _family(config: OptimizerConfig, setting: Setting, train: bool) -> Any:
     if config.problem == "quadratic":
         return Quadratics()
-    digits = load_mnist(train=train)
-    images = digits.images.flatten(1)
-    return MLPs(images, digits.labels, setting.hidden, setting.activation)
+    return MLPs(*_digits(train), setting.hidden, setting.activation)
 
 
 def trajectories(rule: UpdateRule, problems: Problems, steps: int) -> Tensor:
