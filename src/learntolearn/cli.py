@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from learntolearn.experiments.analyses import ANALYSES
 from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
@@ -200,28 +201,34 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     then train them, unless ``--plan``, or the paper profile on a CPU without ``--allow-cpu``.
     With ``--budget``, every run stops cleanly when the budget is spent (checkpointed, to be
     resumed by the same command)."""
-    import time
 
     from learntolearn.experiments.device import resolve_device
+    from learntolearn.experiments.optimizer_config import CHAPTER_OPTIMIZERS
 
     chapters = args.chapter or list(CHAPTERS)  # names are checked by chapter_experiments
     todo = list(dict.fromkeys(n for c in chapters for n in chapter_experiments(c, args.profile)))
+    optimizers = [n for c in chapters for n in CHAPTER_OPTIMIZERS.get(c, ())]
     if args.only:
-        unknown = sorted(set(args.only) - set(todo))
+        optimizers = [n for n in optimizers if n in args.only]
+        unknown = sorted(set(args.only) - set(todo) - set(optimizers))
         if unknown:
             raise ConfigError(
                 f"--only {', '.join(unknown)}: not an experiment of the chosen chapters at "
-                f"profile {args.profile}; pick from {', '.join(todo)}"
+                f"profile {args.profile}; pick from {', '.join([*todo, *optimizers])}"
             )
         todo = [n for n in todo if n in args.only]
+    optimizers = _missing_optimizers(optimizers, args.profile)
     budget = args.budget
     deadline = None if budget is None else time.monotonic() + budget
     dev = resolve_device(args.device)
     steps, stored = plan(todo, args.profile, dev.type)
-    if not steps:
+    if not steps and not optimizers:
         print(f"nothing to do: the {stored} experiments at profile {args.profile} are stored")
         return 0
-    print_plan(steps, stored, args.profile, str(dev), budget)
+    if steps:
+        print_plan(steps, stored, args.profile, str(dev), budget)
+    for c in optimizers:
+        print(f"learned optimizer {c.name}: {c.iterations:,} horizons of {c.problem} (chapter 7)")
     if args.plan:
         return 0
     training = [s for s in steps if s.trains]
@@ -235,7 +242,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         )
     if deadline is None:
         args.experiments = [s.name for s in steps]
-        return _cmd_train(args)
+        code = _cmd_train(args) if steps else 0
+        return code or _train_optimizers(optimizers, args, None)
     from learntolearn.experiments import distributed
     from learntolearn.experiments.runner import run
 
@@ -268,8 +276,34 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 f"{store_for(s.config).checkpoint_path(s.config)} ({size:.1f} MiB); the same "
                 "command resumes it"
             )
-            break
+            return 0
         print(_summary(result))
+    return _train_optimizers(optimizers, args, deadline)
+
+
+def _missing_optimizers(names: list[str], profile: str) -> list[Any]:
+    """The configs of the learned-optimizer experiments ``names`` not stored at ``profile``."""
+    from learntolearn.experiments.optimizer_config import optimizer_experiment
+    from learntolearn.experiments.optimizer_runs import stored
+
+    configs = [optimizer_experiment(n, profile) for n in dict.fromkeys(names)]
+    return [c for c in configs if not stored(c)]
+
+
+def _train_optimizers(configs: list[Any], args: argparse.Namespace, deadline: float | None) -> int:
+    """Train the learned optimizers ``configs`` until ``deadline`` (they resume next time)."""
+    from learntolearn.experiments.optimizer_runs import run_optimizer
+
+    for c in configs:
+        if deadline is not None and time.monotonic() >= deadline:
+            print("budget spent: the learned optimizers left wait for the next sitting")
+            break
+        try:
+            run_optimizer(c, device=args.device, progress=not args.quiet, deadline=deadline)
+        except InterruptedError as err:
+            print(f"{c.name}: {err}")
+            break
+        print(f"{c.key}: stored")
     return 0
 
 

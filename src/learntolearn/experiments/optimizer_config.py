@@ -29,6 +29,7 @@ from learntolearn.experiments.config import ConfigError
 
 __all__ = [
     "BASELINES",
+    "CHAPTER_OPTIMIZERS",
     "LR_GRID",
     "OPTIMIZER_EXPERIMENTS",
     "PROBLEMS",
@@ -182,6 +183,7 @@ _PAPER: dict[str, dict[str, Any]] = {
     "l2l/mnist": {"problem": "mnist", "iterations": 10_000},
 }
 OPTIMIZER_EXPERIMENTS = tuple(_PAPER)
+CHAPTER_OPTIMIZERS = {"07_lstm_optimizers": OPTIMIZER_EXPERIMENTS}  # for `reproduce --chapter`
 
 
 def optimizer_experiment(name: str, profile: str) -> OptimizerConfig:

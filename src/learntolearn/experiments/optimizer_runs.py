@@ -37,7 +37,14 @@ from learntolearn.models.optimizers import CoordinatewiseLSTM
 from learntolearn.objective import Params, init_params
 from learntolearn.paths import results_dir
 
-__all__ = ["FOLDER", "OptimizerResult", "load_optimizer", "run_optimizer", "trajectories"]
+__all__ = [
+    "FOLDER",
+    "OptimizerResult",
+    "load_optimizer",
+    "run_optimizer",
+    "stored",
+    "trajectories",
+]
 
 FOLDER = "learned-optimizers"
 log = logging.getLogger(__name__)
@@ -265,6 +272,11 @@ def _train(
             save(it + 1)
     bar.close()
     return weights, {"iterations": config.iterations, "history": history, "wall_time_s": wall}
+
+
+def stored(config: OptimizerConfig) -> bool:
+    """Whether ``config``'s result is in the store."""
+    return (_root(config) / config.key).is_dir()
 
 
 def run_optimizer(
