@@ -301,3 +301,27 @@ def test_smoke_run_resumes_to_the_same_optimizer(tmp_path, monkeypatch) -> None:
         assert found[b]["lr"] in cfg.lr_grid and len(found[b]["tuning"]) == len(cfg.lr_grid)
     assert len(found["lstm"]["mean"]) == cfg.settings["quadratic"].steps + 1 == 21
     assert resumed.rule().net.hidden == 20
+
+
+def test_each_coordinate_keeps_its_own_state() -> None:
+    """Coordinatewise bookkeeping: two problems optimised together follow exactly the
+    trajectories each follows alone, and the state has one row per coordinate."""
+    net, weights = _lstm()
+    g = torch.Generator().manual_seed(5)
+    w, y, theta = (
+        torch.randn(*s, generator=g, dtype=torch.float64) for s in ((2, 3, 3), (2, 3), (2, 3))
+    )
+
+    def problems(rows: slice) -> Problems:
+        return Problems(
+            {"theta": theta[rows]},
+            lambda p, t: (torch.einsum("bij,bj->bi", w[rows], p["theta"]) - y[rows]).pow(2).sum(-1),
+        )
+
+    rule = LSTMOptimizer(net, weights)
+    together = optimizer_runs.trajectories(rule, problems(slice(0, 2)), 6)
+    for i in range(2):
+        alone = optimizer_runs.trajectories(rule, problems(slice(i, i + 1)), 6)
+        torch.testing.assert_close(alone[:, 0], together[:, i], rtol=0, atol=0)
+    _, state = rule({"theta": theta}, {"theta": torch.ones_like(theta)}, {}, 0)
+    assert all(v.shape == (6, 4) for v in state.values())
