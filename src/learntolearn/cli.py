@@ -232,11 +232,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.plan:
         return 0
     training = [s for s in steps if s.trains]
-    if training and args.profile == "paper" and dev.type == "cpu" and not args.allow_cpu:
+    if (
+        (training or optimizers)
+        and args.profile == "paper"
+        and dev.type == "cpu"
+        and (not args.allow_cpu)
+    ):
         known = sum(s.seconds or 0.0 for s in training)
         estimate = f" (at least ~ {duration(known)} by the plan above)" if known else ""
         raise RuntimeError(
-            f"the paper profile would train {len(training)} experiment(s) on the CPU{estimate}; "
+            f"the paper profile would train {len(training) + len(optimizers)} experiment(s) on "
+            f"the CPU{estimate}; "
             "run it on a GPU machine, pick runs with --chapter or --profile cpu, or pass "
             "--allow-cpu (make reproduce ALLOW_CPU=1) to train on the CPU anyway"
         )
@@ -292,8 +298,12 @@ def _missing_optimizers(names: list[str], profile: str) -> list[Any]:
 
 def _train_optimizers(configs: list[Any], args: argparse.Namespace, deadline: float | None) -> int:
     """Train the learned optimizers ``configs`` until ``deadline`` (they resume next time)."""
+    from learntolearn.experiments import distributed
     from learntolearn.experiments.optimizer_runs import run_optimizer
 
+    if configs and distributed.world()[1] > 1:
+        print("learned optimizers train in one process: run them without torchrun")
+        return 0
     for c in configs:
         if deadline is not None and time.monotonic() >= deadline:
             print("budget spent: the learned optimizers left wait for the next sitting")
@@ -327,13 +337,15 @@ def _cmd_train_optimizer(args: argparse.Namespace) -> int:
     from learntolearn.experiments.optimizer_runs import run_optimizer
 
     deadline = None if args.budget is None else time.monotonic() + args.budget
-    for name in args.experiments:
-        result = run_optimizer(
-            optimizer_experiment(name, args.profile),
-            device=args.device,
-            progress=not args.quiet,
-            deadline=deadline,
-        )
+    configs = [optimizer_experiment(n, args.profile) for n in args.experiments]  # all checked
+    for config in configs:
+        try:
+            result = run_optimizer(
+                config, device=args.device, progress=not args.quiet, deadline=deadline
+            )
+        except InterruptedError as err:
+            print(f"budget spent: {err}")
+            return 0
         for setting, found in result.metrics["eval"].items():
             finals = ", ".join(
                 f"{m} {v['final'][0]:.3g}"
@@ -503,6 +515,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, OSError, ValueError, RuntimeError) as err:
         print(f"learntolearn: error: {err}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:  # a diverged run: rerunning it diverges again
+        print(
+            f"learntolearn: error: {err}. Training is deterministic: change meta_lr or the "
+            "seed of the config to train it differently",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)

@@ -44,11 +44,15 @@ class Quadratics:
 
     dim: int = 10
 
-    def sample(self, num: int, steps: int, generator: torch.Generator) -> Problems:
-        dev = generator.device
-        w = torch.randn(num, self.dim, self.dim, generator=generator, device=dev)
-        y = torch.randn(num, self.dim, generator=generator, device=dev)
-        theta = torch.randn(num, self.dim, generator=generator, device=dev)
+    def sample(
+        self, num: int, steps: int, generator: torch.Generator, device: torch.device | None = None
+    ) -> Problems:
+        """``num`` functions, drawn from ``generator`` and placed on ``device`` (default: the
+        generator's)."""
+        g = generator.device
+        w = torch.randn(num, self.dim, self.dim, generator=generator, device=g).to(device or g)
+        y = torch.randn(num, self.dim, generator=generator, device=g).to(device or g)
+        theta = torch.randn(num, self.dim, generator=generator, device=g).to(device or g)
 
         def loss(p: Params, t: int) -> Tensor:
             residual = torch.einsum("bij,bj->bi", w, p["theta"]) - y
@@ -80,19 +84,23 @@ class MLPs:
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden must be positive layer widths, got {self.hidden!r}")
 
-    def sample(self, num: int, steps: int, generator: torch.Generator) -> Problems:
+    def sample(
+        self, num: int, steps: int, generator: torch.Generator, device: torch.device | None = None
+    ) -> Problems:
         """``num`` networks and the minibatches of steps 0..``steps`` (drawn now, so that the
-        same generator state gives the same problems)."""
-        dev = generator.device
+        same generator state gives the same problems), placed on ``device`` (default: the
+        generator's; the images are moved there once, when first on another)."""
+        g = generator.device
+        dev = device or g
         sizes = [self.images.shape[1], *self.hidden, self.classes]
         params: Params = {}
         for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-            w = torch.randn(num, a, b, generator=generator, device=dev)
-            params[f"w{i}"] = 0.01 * w
+            w = torch.randn(num, a, b, generator=generator, device=g)
+            params[f"w{i}"] = (0.01 * w).to(dev)
             params[f"b{i}"] = torch.zeros(num, b, device=dev)
         index = torch.randint(
-            self.images.shape[0], (steps + 1, num, self.batch), generator=generator, device=dev
-        )
+            self.images.shape[0], (steps + 1, num, self.batch), generator=generator, device=g
+        ).to(dev)
         act, layers = ACTIVATIONS[self.activation], len(sizes) - 1
         images, labels = self.images.to(dev), self.labels.to(dev)
 

@@ -11,10 +11,12 @@ tuning problems). ``learned-optimizers/<key>/`` holds ``config.json``, ``metrics
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,10 +105,11 @@ def _digits(train: bool) -> tuple[Tensor, Tensor]:
     return digits.images.flatten(1), digits.labels
 
 
-def _family(config: OptimizerConfig, setting: Setting, train: bool) -> Any:
+def _family(config: OptimizerConfig, setting: Setting, train: bool, device: torch.device) -> Any:
     if config.problem == "quadratic":
         return Quadratics()
-    return MLPs(*_digits(train), setting.hidden, setting.activation)
+    images, labels = _digits(train)
+    return MLPs(images.to(device), labels.to(device), setting.hidden, setting.activation)
 
 
 def trajectories(rule: UpdateRule, problems: Problems, steps: int) -> Tensor:
@@ -160,13 +163,15 @@ def _criterion(curve: Tensor) -> float:
 def _evaluate(config: OptimizerConfig, rule: LSTMOptimizer, dev: torch.device) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, (name, setting) in enumerate(config.settings.items()):
-        test_family, tune_family = _family(config, setting, False), _family(config, setting, True)
+        # drawn on the CPU, so that every device sees the same test and tuning problems
+        test_family = _family(config, setting, False, dev)
+        tune_family = _family(config, setting, True, dev)
         seed = config.eval_seed + 1000 * i
         tune = tune_family.sample(
-            config.tune_problems, setting.steps, torch.Generator(dev).manual_seed(seed + 1)
+            config.tune_problems, setting.steps, torch.Generator().manual_seed(seed + 1), dev
         )
         test = test_family.sample(
-            config.eval_problems, setting.steps, torch.Generator(dev).manual_seed(seed)
+            config.eval_problems, setting.steps, torch.Generator().manual_seed(seed), dev
         )
         found: dict[str, Any] = {"steps": setting.steps}
         start = time.perf_counter()
@@ -208,10 +213,15 @@ def _train(
         for k, v in saved["weights"].items():
             weights[k].data.copy_(v)
         outer.load_state_dict(saved["outer"])
-        gen.set_state(saved["generator"].cpu() if dev.type == "cpu" else saved["generator"])
+        if saved.get("device", "cpu") != dev.type:
+            raise ValueError(
+                f"{checkpoint} was written on {saved.get('device', 'cpu')}, not {dev.type}: "
+                "resume it there (the problems it draws depend on the device), or delete it"
+            )
+        gen.set_state(saved["generator"].cpu())
         done, history, wall = saved["iteration"], saved["history"], saved["wall_time_s"]
     rule = LSTMOptimizer(net, weights, config.scale, config.p)
-    family = _family(config, Setting(steps=config.horizon), True)
+    family = _family(config, Setting(steps=config.horizon), True, dev)
 
     def save(iteration: int) -> None:
         save_tensors(
@@ -223,6 +233,7 @@ def _train(
                 "iteration": iteration,
                 "history": history,
                 "wall_time_s": wall,
+                "device": dev.type,
             },
         )
 
@@ -299,6 +310,40 @@ def run_optimizer(
     )
     check_writable_folder(root, f"{root} (the learned-optimizer store)")
     checkpoint = root / "in-progress" / f"{config.key}.pt"
+    with _lock(checkpoint.with_suffix(".lock"), config.key):
+        if final.is_dir():  # stored by the process that held the lock
+            return _load(final)
+        return _compute(config, dev, code, checkpoint, checkpoint_every, deadline, progress)
+
+
+@contextlib.contextmanager
+def _lock(path: Path, key: str) -> Iterator[None]:
+    """One process trains a key at a time (an advisory ``flock``); a second is refused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another process is training {key} (it holds {path}); wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _compute(
+    config: OptimizerConfig,
+    dev: torch.device,
+    code: dict[str, Any],
+    checkpoint: Path,
+    checkpoint_every: int,
+    deadline: float | None,
+    progress: bool,
+) -> OptimizerResult:
+    final = _root(config) / config.key
     weights, train = _train(config, dev, checkpoint, checkpoint_every, deadline, progress)
     start = time.perf_counter()
     trained = {k: v.detach() for k, v in weights.items()}

@@ -14,6 +14,8 @@ fixed test sets with their score. Adding a family is one entry here (and its dat
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from learntolearn.data.augment import AffineDistortions
-from learntolearn.data.miniimagenet import MiniImagenetTasks, load_miniimagenet
+from learntolearn.data.miniimagenet import MiniImagenet, MiniImagenetTasks, load_miniimagenet
 from learntolearn.data.miniimagenet import fixed_tasks as fixed_miniimagenet
 from learntolearn.data.omniglot import OmniglotTasks, load_omniglot
 from learntolearn.data.omniglot import fixed_tasks as fixed_omniglot
@@ -33,6 +35,7 @@ from learntolearn.models.metric import METRIC_NETWORKS
 from learntolearn.models.networks import MLP, ConvNet, FCNet
 from learntolearn.models.optimizers import LearnerAndMetaLearner, MetaLearnerCell
 from learntolearn.objective import MODES, TaskLoss, accuracy, cross_entropy, mse
+from learntolearn.paths import data_dir
 from learntolearn.tasks import TaskBatch, TaskDistribution
 
 if TYPE_CHECKING:
@@ -169,6 +172,16 @@ def _lake_tests(c: ExperimentConfig) -> list[TestSet]:
     return [TestSet(1, c.eval_lrs[0], lambda: [lake_runs()], {m: m for m in MODES})]
 
 
+def _miniimagenet_split(split: str) -> MiniImagenet:
+    """A decoded split, decoded once per process and image folder."""
+    return _decoded(split, os.environ.get("LEARNTOLEARN_MINIIMAGENET", ""), str(data_dir()))
+
+
+@functools.lru_cache(maxsize=3)
+def _decoded(split: str, images: str, data: str) -> MiniImagenet:
+    return load_miniimagenet(split)
+
+
 def _miniimagenet_check(c: ExperimentConfig) -> str | None:
     if c.model not in ("conv-pool", "meta-lstm"):
         return f"miniImageNet takes model 'conv-pool' or 'meta-lstm', got {c.model!r}"
@@ -185,7 +198,7 @@ def _miniimagenet_network(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
 
 def _miniimagenet_train(c: ExperimentConfig, device: torch.device) -> TaskDistribution:
     assert c.n_way is not None
-    data = load_miniimagenet("train")
+    data = _miniimagenet_split("train")
     return MiniImagenetTasks(data, n_way=c.n_way, k_shot=c.k_shot, k_query=c.k_query, device=device)
 
 
@@ -194,15 +207,13 @@ def _miniimagenet_tests(c: ExperimentConfig) -> list[TestSet]:
     n_way = c.n_way
 
     def tasks(k: int) -> Callable[[], Sequence[TaskBatch]]:
-        return lambda: list(
-            fixed_miniimagenet(
-                load_miniimagenet("test"),
-                n_way=n_way,
-                k_shot=k,
-                k_query=c.eval_query,
-                num_tasks=c.eval_tasks,
-                seed=c.eval_seed,
-            )
+        return lambda: fixed_miniimagenet(  # lazily, a chunk of episodes at a time
+            _miniimagenet_split("test"),
+            n_way=n_way,
+            k_shot=k,
+            k_query=c.eval_query,
+            num_tasks=c.eval_tasks,
+            seed=c.eval_seed,
         )
 
     modes = {m: m for m in MODES}

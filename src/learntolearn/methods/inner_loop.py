@@ -57,16 +57,21 @@ class Adam:
 
     def __call__(self, params: Params, grads: Params, state: Params, step: int):
         v = {k: self.beta2 * state.get(k, 0) + (1 - self.beta2) * g * g for k, g in grads.items()}
-        m = {
-            k: self.beta1 * state.get(f"m/{k}", 0) + (1 - self.beta1) * g for k, g in grads.items()
-        }
         correction = 1 - self.beta2 ** (step + 1)
-        first = 1 - self.beta1 ** (step + 1)
+        if self.beta1 == 0:  # Reptile's: g itself, bit for bit
+            m, direction = {}, grads
+        else:
+            m = {
+                k: self.beta1 * state.get(f"m/{k}", 0) + (1 - self.beta1) * g
+                for k, g in grads.items()
+            }
+            first = 1 - self.beta1 ** (step + 1)
+            direction = {k: m[k] / first for k in m}
         new = {
-            k: params[k] - self.lr * (m[k] / first) / ((v[k] / correction).sqrt() + self.eps)
+            k: params[k] - self.lr * direction[k] / ((v[k] / correction).sqrt() + self.eps)
             for k in grads
         }
-        return new, v if self.beta1 == 0 else {**v, **{f"m/{k}": m[k] for k in m}}
+        return new, {**v, **{f"m/{k}": m[k] for k in m}}
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,11 @@ class MetaLearnerCell(nn.Module):
         return f * theta - i * grad, {"h": h, "c": c, "i": i, "f": f}
 
     def set_gradient_descent(self, lr: float) -> None:
-        """Gates fixed at f = 1 and i = ``lr`` (zero weights, saturated biases): the cell update
-        is then exactly θ_t = θ_{t−1} − lr ∇_t, gradient descent (the paper's Sec. 3.1)."""
+        """Gates fixed at f = 1 and i = ``lr`` (zero weights; the forget bias saturated, the
+        input bias logit(lr)): the cell update is then θ_t = θ_{t−1} − lr ∇_t to round-off,
+        gradient descent (the paper's Sec. 3.1)."""
+        if not 0 < lr < 1:
+            raise ValueError(f"an input gate is a sigmoid: lr must be in (0, 1), got {lr}")
         with torch.no_grad():
             for gate in (self.input_gate, self.forget_gate):
                 gate.weight.zero_()
