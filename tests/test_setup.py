@@ -269,10 +269,21 @@ def test_reproduce_refuses_the_paper_profile_on_a_cpu(store_dir, monkeypatch, ca
 
 def test_reproduce_with_nothing_missing(store_dir, monkeypatch, capsys):
     monkeypatch.setattr(cli, "chapter_experiments", lambda c, p: ("sinusoid/oracle",))
+    monkeypatch.setattr("learntolearn.experiments.optimizer_config.CHAPTER_OPTIMIZERS", {})
     run(experiment("sinusoid/oracle", "smoke"), device="cpu", progress=False)
     monkeypatch.setattr("learntolearn.experiments.runner.train", _no_training)
     assert main(["reproduce", "--profile", "smoke", "--device", "cpu"]) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_reproduce_plans_the_learned_optimizers(store_dir, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "chapter_experiments", lambda c, p: ())
+    assert main(["reproduce", "--profile", "paper", "--device", "cpu", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "learned optimizer l2l/mnist: 10,000 horizons of mnist" in out
+    # the paper profile on a CPU refuses them without --allow-cpu, before any training
+    assert main(["reproduce", "--profile", "paper", "--device", "cpu"]) == 2
+    assert "--allow-cpu" in capsys.readouterr().err
 
 
 def test_durations_read_well():
