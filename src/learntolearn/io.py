@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -9,7 +11,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ __all__ = [
     "save_tensors",
     "sha256",
     "tensor_bytes",
+    "training_lock",
 ]
 
 
@@ -63,6 +66,27 @@ def atomic_folder(final: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def training_lock(path: Path, key: str) -> Iterator[None]:
+    """Held while a process trains ``key``: a second one is refused at once, before it resumes
+    the same checkpoint (an advisory ``flock`` on ``path``, removed when released)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another process is training {key} (it holds {path}); wait for it to finish or "
+                "stop it, then run this again"
+            ) from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def finite_json(obj: Any) -> Any:

@@ -11,12 +11,10 @@ tuning problems). ``learned-optimizers/<key>/`` holds ``config.json``, ``metrics
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,15 @@ from learntolearn.experiments import provenance
 from learntolearn.experiments.optimizer_config import BASELINES, OptimizerConfig, Setting
 from learntolearn.experiments.runner import begin_computing
 from learntolearn.experiments.store import check_writable_folder
-from learntolearn.io import atomic_folder, load_json, load_tensors, save_json, save_tensors, sha256
+from learntolearn.io import (
+    atomic_folder,
+    load_json,
+    load_tensors,
+    save_json,
+    save_tensors,
+    sha256,
+    training_lock,
+)
 from learntolearn.methods.inner_loop import NAG, SGD, Adam, RMSprop, UpdateRule
 from learntolearn.methods.learned_optimizer import LSTMOptimizer, NonFiniteLossError, unroll
 from learntolearn.models.optimizers import CoordinatewiseLSTM
@@ -310,28 +316,10 @@ def run_optimizer(
     )
     check_writable_folder(root, f"{root} (the learned-optimizer store)")
     checkpoint = root / "in-progress" / f"{config.key}.pt"
-    with _lock(checkpoint.with_suffix(".lock"), config.key):
+    with training_lock(checkpoint.with_suffix(".lock"), config.key):
         if final.is_dir():  # stored by the process that held the lock
             return _load(final)
         return _compute(config, dev, code, checkpoint, checkpoint_every, deadline, progress)
-
-
-@contextlib.contextmanager
-def _lock(path: Path, key: str) -> Iterator[None]:
-    """One process trains a key at a time (an advisory ``flock``); a second is refused."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"another process is training {key} (it holds {path}); wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _compute(

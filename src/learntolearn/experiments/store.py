@@ -16,9 +16,7 @@ committed store both are tracked by git, so a long run advances over sittings on
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,15 @@ from typing import Any
 import torch
 
 from learntolearn.experiments.config import ConfigError, ExperimentConfig
-from learntolearn.io import atomic_folder, load_json, load_tensors, save_json, save_tensors, sha256
+from learntolearn.io import (
+    atomic_folder,
+    load_json,
+    load_tensors,
+    save_json,
+    save_tensors,
+    sha256,
+    training_lock,
+)
 from learntolearn.objective import Params
 from learntolearn.paths import results_dir
 
@@ -144,25 +150,10 @@ class ResultStore:
         """Iterations done in ``config``'s checkpoint (see :func:`checkpoint_iteration`)."""
         return checkpoint_iteration(self.checkpoint_path(config))
 
-    @contextlib.contextmanager
-    def training_lock(self, config: ExperimentConfig) -> Iterator[None]:
+    def training_lock(self, config: ExperimentConfig) -> contextlib.AbstractContextManager[None]:
         """Held while a process trains ``config``: a second one is refused at once, before it
         resumes the same checkpoint (an advisory ``flock`` on ``in-progress/<key>.lock``)."""
-        path = self.checkpoint_path(config).with_suffix(".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RuntimeError(
-                    f"another process is training {config.key} (it holds {path}); wait for it "
-                    "to finish or stop it, then run this again"
-                ) from None
-            try:
-                yield
-            finally:
-                path.unlink(missing_ok=True)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return training_lock(self.checkpoint_path(config).with_suffix(".lock"), config.key)
 
     def save_progress(self, config: ExperimentConfig, record: dict[str, Any]) -> None:
         """Write (atomically) the progress record beside the checkpoint."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -148,13 +148,17 @@ def _omniglot_train(split: str) -> Callable[[ExperimentConfig, torch.device], Ta
     return sampler
 
 
-def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
+def _classification_tests(
+    c: ExperimentConfig, fixed: Callable[..., Iterator[TaskBatch]], data: Callable[[], object]
+) -> list[TestSet]:
+    """One test set per K of ``eval_shots``: ``fixed(data(), ...)``'s seeded N-way K-shot
+    tasks, drawn lazily, scored in both batch-norm modes."""
     assert c.n_way is not None
     n_way = c.n_way
 
     def tasks(k: int) -> Callable[[], Sequence[TaskBatch]]:
-        return lambda: fixed_omniglot(
-            load_omniglot(),
+        return lambda: fixed(
+            data(),
             n_way=n_way,
             k_shot=k,
             k_query=c.eval_query,
@@ -164,6 +168,10 @@ def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
 
     modes = {m: m for m in MODES}
     return [TestSet(k, lr, tasks(k), modes) for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True)]
+
+
+def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
+    return _classification_tests(c, fixed_omniglot, load_omniglot)
 
 
 def _lake_tests(c: ExperimentConfig) -> list[TestSet]:
@@ -203,21 +211,7 @@ def _miniimagenet_train(c: ExperimentConfig, device: torch.device) -> TaskDistri
 
 
 def _miniimagenet_tests(c: ExperimentConfig) -> list[TestSet]:
-    assert c.n_way is not None
-    n_way = c.n_way
-
-    def tasks(k: int) -> Callable[[], Sequence[TaskBatch]]:
-        return lambda: fixed_miniimagenet(  # lazily, a chunk of episodes at a time
-            _miniimagenet_split("test"),
-            n_way=n_way,
-            k_shot=k,
-            k_query=c.eval_query,
-            num_tasks=c.eval_tasks,
-            seed=c.eval_seed,
-        )
-
-    modes = {m: m for m in MODES}
-    return [TestSet(k, lr, tasks(k), modes) for k, lr in zip(c.eval_shots, c.eval_lrs, strict=True)]
+    return _classification_tests(c, fixed_miniimagenet, lambda: _miniimagenet_split("test"))
 
 
 FAMILIES: dict[str, TaskFamily] = {
