@@ -166,8 +166,13 @@ class _Linear(nn.Linear):
         return super().forward(x)
 
 
-def test_meta_learner_set_to_gradient_descent_is_gradient_descent() -> None:
-    """f = 1 and i = α: the meta-learner's trajectory is SGD's to round-off (Sec. 3.1)."""
+@pytest.mark.parametrize("chunk", [7, 32_768])
+def test_meta_learner_set_to_gradient_descent_is_gradient_descent(chunk, monkeypatch) -> None:
+    """f = 1 and i = α: the meta-learner's trajectory is SGD's to round-off (Sec. 3.1), with
+    the coordinates in one call of the LSTM or in chunks of 7."""
+    from learntolearn.methods import learned_optimizer
+
+    monkeypatch.setattr(learned_optimizer, "CHUNK", chunk)
     torch.manual_seed(0)
     cell = MetaLearnerCell().double()
     cell.set_gradient_descent(0.1)
@@ -325,3 +330,18 @@ def test_each_coordinate_keeps_its_own_state() -> None:
         torch.testing.assert_close(alone[:, 0], together[:, i], rtol=0, atol=0)
     _, state = rule({"theta": theta}, {"theta": torch.ones_like(theta)}, {}, 0)
     assert all(v.shape == (6, 4) for v in state.values())
+
+
+def test_chunked_coordinates_give_the_same_updates(monkeypatch) -> None:
+    from learntolearn.methods import learned_optimizer
+
+    net, weights = _lstm()
+    rule = LSTMOptimizer(net, weights)
+    g = torch.Generator().manual_seed(3)
+    theta = {"a": torch.randn(7, 5, generator=g, dtype=torch.float64)}
+    grads = {"a": torch.randn(7, 5, generator=g, dtype=torch.float64)}
+    whole, state = rule(theta, grads, {}, 0)
+    monkeypatch.setattr(learned_optimizer, "CHUNK", 4)  # 35 coordinates in 9 chunks
+    parts, chunked = rule(theta, grads, {}, 0)
+    torch.testing.assert_close(parts["a"], whole["a"], rtol=1e-14, atol=1e-14)
+    assert all(torch.allclose(chunked[k], state[k], rtol=1e-14, atol=1e-14) for k in state)

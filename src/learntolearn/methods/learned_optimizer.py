@@ -33,7 +33,16 @@ from torch.func import functional_call
 from learntolearn.models.optimizers import CoordinatewiseLSTM
 from learntolearn.objective import Params
 
-__all__ = ["LSTMOptimizer", "NonFiniteLossError", "flatten", "preprocess", "unflatten", "unroll"]
+__all__ = [
+    "CHUNK",
+    "LSTMOptimizer",
+    "NonFiniteLossError",
+    "by_chunks",
+    "flatten",
+    "preprocess",
+    "unflatten",
+    "unroll",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -69,6 +78,26 @@ def unflatten(flat: Tensor, like: Params, names: list[str]) -> Params:
     return out
 
 
+CHUNK = 32_768  # coordinates per call of the LSTM (a large batch of rows runs out of cache)
+
+
+def by_chunks(
+    step: Callable[..., tuple[Tensor, Params]], inputs: tuple[Tensor, ...], state: Params
+) -> tuple[Tensor, Params]:
+    """``step(*inputs, state)`` applied to :data:`CHUNK` coordinates (rows) at a time: the same
+    values, since every coordinate is computed alone, about twice as fast on millions of rows."""
+    rows = inputs[0].shape[0]
+    if rows <= CHUNK:
+        return step(*inputs, state)
+    outs, states = [], []
+    for i in range(0, rows, CHUNK):
+        part = slice(i, i + CHUNK)
+        out, new = step(*(x[part] for x in inputs), {k: v[part] for k, v in state.items()})
+        outs.append(out)
+        states.append(new)
+    return torch.cat(outs), {k: torch.cat([s[k] for s in states]) for k in states[0]}
+
+
 @dataclass(frozen=True, eq=False)
 class LSTMOptimizer:
     """The learned update rule g_t = scale · m(preprocess(∇_t), h_t; φ) (Sec. 2.1, App. A),
@@ -86,7 +115,11 @@ class LSTMOptimizer:
         g = flatten(grads, names)
         if not state:
             state = self.net.initial_state(g.numel(), g)
-        out, state = functional_call(self.net, self.weights, (preprocess(g, self.p), state))
+        out, state = by_chunks(
+            lambda x, s: functional_call(self.net, self.weights, (x, s)),
+            (preprocess(g, self.p),),
+            state,
+        )
         update = unflatten(self.scale * out, grads, names)
         return {k: params[k] + update[k] for k in names}, state
 

@@ -33,7 +33,7 @@ from torch.func import functional_call
 
 from learntolearn.methods.finetuning import finetune_predictions
 from learntolearn.methods.inner_loop import LOSS, adapt
-from learntolearn.methods.learned_optimizer import flatten, preprocess, unflatten
+from learntolearn.methods.learned_optimizer import by_chunks, flatten, preprocess, unflatten
 from learntolearn.models.optimizers import MetaLearnerCell
 from learntolearn.objective import LossFn, Objective, Params, over_tasks
 from learntolearn.tasks import TaskBatch
@@ -81,7 +81,11 @@ class MetaLearnerRule:
         memory = {k: v for k, v in state.items() if k != LOSS} or self.net.initial_state(
             g.numel(), g
         )
-        new, memory = functional_call(self.net, self.weights, (x, theta, g, memory))
+        new, memory = by_chunks(
+            lambda *a: functional_call(self.net, self.weights, (*a[:-1], a[-1])),
+            (x, theta, g),
+            memory,
+        )
         return unflatten(new, grads, names), memory
 
 
