@@ -82,7 +82,7 @@ class MetaLearnerRule:
             g.numel(), g
         )
         new, memory = by_chunks(
-            lambda *a: functional_call(self.net, self.weights, (*a[:-1], a[-1])),
+            lambda *a: functional_call(self.net, self.weights, a),
             (x, theta, g),
             memory,
         )
