@@ -317,6 +317,18 @@ def _train_optimizers(configs: list[Any], args: argparse.Namespace, deadline: fl
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from learntolearn.experiments.search_runs import run_search, studies
+    from learntolearn.experiments.search_space import search_config
+
+    config = search_config(args.profile)
+    count = sum(s.trials for s in studies(config))
+    print(f"search {config.key}: {len(studies(config))} studies, {count:,} trials")
+    path = run_search(config, workers=args.workers, progress=not args.quiet)
+    print(f"summary: {path}")
+    return 0
+
+
 def _cmd_notebook(args: argparse.Namespace) -> int:
     from learntolearn.reporting.notebooks import execute
 
@@ -416,6 +428,18 @@ def _parser() -> argparse.ArgumentParser:
         help="stop cleanly after this much time (e.g. 45m); the same command resumes",
     )
     p.set_defaults(func=_cmd_train_optimizer)
+
+    p = add(
+        "search",
+        "run the hyperparameter searches of chapter 8 (grid, random, TPE) and store the summary",
+        "smoke (seconds) or cpu (the chapter's search, minutes on two cores)",
+        default="cpu",
+        epilog="Trials go to results-search/ (an Optuna SQLite study per search); rerun the "
+        "same command after an interruption and it continues where it stopped.",
+    )
+    p.add_argument("--workers", type=_positive, default=1, help="parallel processes (default: 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_search)
 
     p = add("evaluate", "re-evaluate stored results on the fixed test tasks", by_name)
     experiments(p)

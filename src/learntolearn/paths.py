@@ -32,6 +32,7 @@ __all__ = [
     "results_dir",
     "runs_dir",
     "scratch_results_dir",
+    "search_trials_dir",
 ]
 
 # Profiles whose results are never committed: they go to the scratch store.
@@ -74,6 +75,12 @@ def results_dir(profile: str | None = None, *, scratch: bool = False) -> Path:
     if scratch or profile in SCRATCH_PROFILES:
         return _env_path("LEARNTOLEARN_RESULTS", scratch_results_dir())
     return _env_path("LEARNTOLEARN_RESULTS", project_root() / "results")
+
+
+def search_trials_dir(profile: str | None = None) -> Path:
+    """The trial store of the hyperparameter searches (chapter 8; never committed): beside the
+    results store of ``profile``, in ``results-search/``, unless ``LEARNTOLEARN_SEARCH`` is set."""
+    return _env_path("LEARNTOLEARN_SEARCH", results_dir(profile).parent / "results-search")
 
 
 def runs_dir() -> Path:

@@ -67,7 +67,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, 
 @dataclass(frozen=True, eq=False)
 class MLPs:
     """MLPs on ``images`` ``[N, 784]`` with ``labels``, one minibatch of ``batch`` images per
-    step (Sec. 3.2). Weights start from N(0, 0.01²), biases at zero."""
+    step (Sec. 3.2). Weights start from N(0, ``init_std``²) (the paper: 0.01), biases at zero."""
 
     images: Tensor
     labels: Tensor
@@ -75,6 +75,7 @@ class MLPs:
     activation: str = "sigmoid"
     batch: int = 128
     classes: int = 10
+    init_std: float = 0.01
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -96,22 +97,27 @@ class MLPs:
         params: Params = {}
         for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             w = torch.randn(num, a, b, generator=generator, device=g)
-            params[f"w{i}"] = (0.01 * w).to(dev)
+            params[f"w{i}"] = (self.init_std * w).to(dev)
             params[f"b{i}"] = torch.zeros(num, b, device=dev)
         index = torch.randint(
             self.images.shape[0], (steps + 1, num, self.batch), generator=generator, device=g
         ).to(dev)
-        act, layers = ACTIVATIONS[self.activation], len(sizes) - 1
         images, labels = self.images.to(dev), self.labels.to(dev)
 
         def loss(p: Params, t: int) -> Tensor:
             x, y = images[index[t]], labels[index[t]]  # [B, batch, 784], [B, batch]
-            for i in range(layers):
-                x = torch.baddbmm(p[f"b{i}"].unsqueeze(1), x, p[f"w{i}"])
-                if i < layers - 1:
-                    x = act(x)
-            return torch.nn.functional.cross_entropy(x.transpose(1, 2), y, reduction="none").mean(
-                -1
-            )
+            logits = self.logits(p, x)
+            return torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), y, reduction="none"
+            ).mean(-1)
 
         return Problems(params, loss)
+
+    def logits(self, params: Params, x: Tensor) -> Tensor:
+        """The B networks' logits ``[B, n, classes]`` on images ``x`` ``[B, n, 784]``."""
+        act, layers = ACTIVATIONS[self.activation], len(self.hidden) + 1
+        for i in range(layers):
+            x = torch.baddbmm(params[f"b{i}"].unsqueeze(1), x, params[f"w{i}"])
+            if i < layers - 1:
+                x = act(x)
+        return x

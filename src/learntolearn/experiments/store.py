@@ -47,7 +47,9 @@ __all__ = [
 
 FILES = ("config.json", "metrics.json", "provenance.json", "model.pt")
 IN_PROGRESS = "in-progress"  # the folder of runs in progress, beside the results
-OTHER = "learned-optimizers"  # the learned optimizers' own store (experiments/optimizer_runs)
+# the other stores' folders: the learned optimizers (experiments/optimizer_runs) and the
+# hyperparameter searches' summaries (experiments/search_runs)
+OTHER = ("learned-optimizers", "search")
 
 
 class DamagedResultError(ValueError):
@@ -281,7 +283,7 @@ class ResultStore:
         return [
             p
             for p in sorted(self.root.iterdir())
-            if p.is_dir() and not p.name.startswith(".") and p.name not in (IN_PROGRESS, OTHER)
+            if p.is_dir() and not p.name.startswith(".") and p.name not in (IN_PROGRESS, *OTHER)
         ]
 
     def scan(self) -> tuple[list[Result], dict[Path, str]]:

@@ -1,0 +1,218 @@
+"""The searches of chapter 8, run with Optuna into their own trial store, resumably.
+
+Every search is an Optuna study in one SQLite file (Optuna's RDB storage, so the same code runs
+against a PostgreSQL server by changing the URL): full grids of 1, 2, 4, … points
+(``GridSampler``), ``repeats`` seeded random searches (``RandomSampler``) and TPE searches
+(``TPESampler``, Bergstra et al. 2011), and one random population for the hit-probability
+check. Studies run as parallel processes that share the file; each study belongs to one
+process at a time (a lock), so that its trials come in a reproducible order.
+
+Resuming: the sampler is re-created before every trial with a seed derived from the study and
+the trial's index among the completed ones, and the objective is deterministic, so a search
+killed after trial 40 and rerun gives the same 128 trials as one that never stopped. A trial
+left running by a killed process is marked failed and run again.
+
+The trial store (``results-search/<key>/trials.db``, never committed) is the working copy; the
+summary the chapter reads (``results/search/<key>.json``: every trial's value and setting, in
+order, with provenance) is written once every study is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from tqdm.auto import tqdm
+
+from learntolearn.experiments import provenance
+from learntolearn.experiments.device import cpu_numerics
+from learntolearn.experiments.runner import MissingResultError
+from learntolearn.experiments.search_space import Hyperparameter, SearchConfig, grid, score
+from learntolearn.io import load_json, save_json, training_lock
+from learntolearn.paths import results_dir, search_trials_dir
+
+__all__ = ["FOLDER", "Study", "load_summary", "run_search", "studies", "summarise"]
+
+FOLDER = "search"  # of the results store: the committed summaries
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Study:
+    """One search: its sampler (``grid``, ``random``, ``tpe`` or ``population``), its seed (or
+    grid size) and its number of trials."""
+
+    sampler: str
+    index: int
+    trials: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.sampler}-{self.index}"
+
+
+def studies(config: SearchConfig) -> list[Study]:
+    """Every study of the search, the longest first (for a parallel pool)."""
+    out = [Study("grid", b, b) for b in config.budgets]
+    for r in range(config.repeats):
+        out += [Study("random", r, config.trials), Study("tpe", r, config.trials)]
+    out.append(Study("population", 0, config.population))
+    return sorted(out, key=lambda s: (-s.trials, s.name))
+
+
+def _folder(config: SearchConfig) -> Path:
+    return search_trials_dir(config.profile) / config.key
+
+
+def _storage(config: SearchConfig) -> optuna.storages.RDBStorage:
+    path = _folder(config) / "trials.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a writer waits for the other processes' transactions instead of failing at once
+    return optuna.storages.RDBStorage(
+        f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 120}}
+    )
+
+
+def _seed(config: SearchConfig, study: Study, i: int) -> int:
+    digest = hashlib.sha256(f"{config.seed}/{study.name}/{i}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def _sampler(config: SearchConfig, study: Study, i: int) -> optuna.samplers.BaseSampler:
+    """The sampler for the study's ``i``-th completed trial (seeded by the study and ``i``)."""
+    seed = _seed(config, study, i)
+    if study.sampler == "grid":
+        return optuna.samplers.GridSampler(grid(study.index, config.hyperparameters), seed=seed)
+    if study.sampler == "tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=config.tpe_startup, seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _suggest(trial: optuna.Trial, h: Hyperparameter) -> float | int:
+    if h.integer:
+        return trial.suggest_int(h.name, int(h.low), int(h.high), log=h.log)
+    return trial.suggest_float(h.name, h.low, h.high, log=h.log)
+
+
+def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    done = optuna.trial.TrialState.COMPLETE
+    return sorted(study.get_trials(deepcopy=False, states=(done,)), key=lambda t: t.number)
+
+
+def run_study(config: SearchConfig, study: Study) -> int:
+    """Run ``study`` to its number of trials (resuming a partial one); returns trials run now."""
+    cpu_numerics(torch.device("cpu"))
+    storage = _storage(config)
+    lock = _folder(config) / f"{study.name}.lock"
+    with training_lock(lock, f"search study {study.name} of {config.key}"):
+        s = optuna.create_study(
+            study_name=study.name, storage=storage, direction="minimize", load_if_exists=True
+        )
+        for t in s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            # left running by a killed process (we hold the lock): run it again
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        start = len(_complete(s))
+
+        def objective(trial: optuna.Trial) -> float:
+            setting = {h.name: _suggest(trial, h) for h in config.hyperparameters}
+            begun = time.perf_counter()
+            outcome = score(config, setting)
+            trial.set_user_attr("loss", outcome.loss if outcome.loss < float("inf") else None)
+            trial.set_user_attr("diverged", outcome.diverged)
+            trial.set_user_attr("seconds", round(time.perf_counter() - begun, 3))
+            return outcome.error
+
+        for i in range(start, study.trials):
+            # one trial per call (a grid sampler stops the study from inside `optimize`)
+            s.sampler = _sampler(config, study, i)
+            s.optimize(objective, n_trials=1, catch=())
+        return study.trials - start
+
+
+def _remaining(config: SearchConfig) -> list[Study]:
+    storage = _storage(config)
+    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    left = []
+    for study in studies(config):
+        if study.name in names:
+            s = optuna.load_study(study_name=study.name, storage=storage)
+            if len(_complete(s)) >= study.trials:
+                continue
+        left.append(study)
+    return left
+
+
+def _run_one(config: SearchConfig, study: Study) -> int:
+    torch.set_num_threads(1)
+    return run_study(config, study)
+
+
+def run_search(config: SearchConfig, *, workers: int = 1, progress: bool = True) -> Path:
+    """Run every study not yet complete (``workers`` processes), then write the summary."""
+    save_json(_folder(config) / "config.json", config.to_dict())
+    git, begun = provenance.git_state(), time.perf_counter()
+    left = _remaining(config)
+    bar = tqdm(total=len(left), desc=f"search {config.profile}", unit="study", disable=not progress)
+    if workers <= 1 or len(left) <= 1:
+        for study in left:
+            _run_one(config, study)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            jobs = [pool.submit(_run_one, config, study) for study in left]
+            for job in as_completed(jobs):
+                job.result()
+                bar.update()
+    bar.close()
+    return summarise(config, git, time.perf_counter() - begun, workers)
+
+
+def summarise(config: SearchConfig, git: dict[str, Any], wall_time_s: float, workers: int) -> Path:
+    """Write the committed summary: per study, the completed trials in order."""
+    storage = _storage(config)
+    out: dict[str, Any] = {}
+    for study in studies(config):
+        trials = _complete(optuna.load_study(study_name=study.name, storage=storage))
+        if len(trials) < study.trials:
+            raise RuntimeError(f"study {study.name} has {len(trials)} of {study.trials} trials")
+        trials = trials[: study.trials]
+        out[study.name] = {
+            "values": [t.value for t in trials],
+            "params": {h.name: [t.params[h.name] for t in trials] for h in config.hyperparameters},
+            "diverged": [bool(t.user_attrs["diverged"]) for t in trials],
+            "seconds": [t.user_attrs["seconds"] for t in trials],
+        }
+    path = summary_path(config)
+    made = provenance.collect(torch.device("cpu"), wall_time_s, git)
+    made["workers"] = workers
+    save_json(path, {"config": config.to_dict(), "studies": out, "provenance": made})
+    return path
+
+
+def summary_path(config: SearchConfig) -> Path:
+    return results_dir(config.profile) / FOLDER / f"{config.key}.json"
+
+
+def load_summary(config: SearchConfig, *, workers: int = 1, progress: bool = False) -> dict:
+    """The stored summary of ``config``'s search, or run the search (resuming) and store it."""
+    path = summary_path(config)
+    if not path.is_file():
+        if os.environ.get("LEARNTOLEARN_NO_TRAIN"):
+            raise MissingResultError(
+                f"no stored search summary {path}, and LEARNTOLEARN_NO_TRAIN is set; run "
+                f"`python -m learntolearn search --profile {config.profile}`"
+            )
+        run_search(config, workers=workers, progress=progress)
+    summary = load_json(path)
+    if summary["config"] != config.to_dict():
+        raise ValueError(f"{path} holds another search's summary; delete it to recompute it")
+    return summary
