@@ -490,6 +490,24 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
     "07_lstm_optimizers": tuple(
         f"omniglot/{m}-5w{k}s" for k in (1, 5) for m in ("meta-lstm", "maml", "fomaml")
     ),
+    # the hyperparameter searches have their own configs (experiments/search_space.py)
+    "08_hyperparameter_search": (),
+    # every classification method on every setting it has, and the sinusoid baselines
+    "09_results": (
+        *(
+            f"omniglot/{m}-{n}w{k}s"
+            for n, k in OMNIGLOT_SETTINGS
+            for m in (*GRADIENT_METHODS, *METRIC_METHODS)
+        ),
+        "omniglot/meta-lstm-5w1s",
+        "omniglot/meta-lstm-5w5s",
+        "sinusoid/maml-k5",
+        "sinusoid/maml-k10",
+        "sinusoid/maml-k20",
+        "sinusoid/reptile",
+        "sinusoid/pretrain",
+        "sinusoid/oracle",
+    ),
 }
 
 

@@ -22,16 +22,18 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import optuna
+import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import TqdmWarning, tqdm
 
+from learntolearn.analysis.random_search import best_so_far
 from learntolearn.experiments import provenance
 from learntolearn.experiments.device import cpu_numerics
 from learntolearn.experiments.runner import MissingResultError
@@ -39,7 +41,20 @@ from learntolearn.experiments.search_space import Hyperparameter, SearchConfig, 
 from learntolearn.io import load_json, save_json, training_lock
 from learntolearn.paths import results_dir, search_trials_dir
 
-__all__ = ["FOLDER", "Study", "load_summary", "run_search", "studies", "summarise"]
+with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in a bare kernel
+    warnings.simplefilter("ignore", TqdmWarning)
+    import optuna
+
+__all__ = [
+    "FOLDER",
+    "Study",
+    "efficiency",
+    "grid_best",
+    "load_summary",
+    "run_search",
+    "studies",
+    "summarise",
+]
 
 FOLDER = "search"  # of the results store: the committed summaries
 
@@ -216,3 +231,23 @@ def load_summary(config: SearchConfig, *, workers: int = 1, progress: bool = Fal
     if summary["config"] != config.to_dict():
         raise ValueError(f"{path} holds another search's summary; delete it to recompute it")
     return summary
+
+
+def efficiency(summary: dict, sampler: str) -> np.ndarray:
+    """Best value so far ``[repeats, trials]`` of every seeded search with ``sampler``."""
+    runs = sorted(
+        (int(name.rsplit("-", 1)[1]), s["values"])
+        for name, s in summary["studies"].items()
+        if name.rsplit("-", 1)[0] == sampler
+    )
+    return np.stack([best_so_far(v) for _, v in runs])
+
+
+def grid_best(summary: dict) -> dict[int, float]:
+    """The best value of each full grid, by its number of points."""
+    grids = {
+        int(name.rsplit("-", 1)[1]): min(s["values"])
+        for name, s in summary["studies"].items()
+        if name.startswith("grid-")
+    }
+    return dict(sorted(grids.items()))

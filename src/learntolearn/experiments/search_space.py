@@ -3,12 +3,12 @@
 The objective is the MNIST MLP of chapter 7 (Andrychowicz et al. 2016, Sec. 3.2: one hidden
 layer of sigmoid units, minibatches of 128) trained for a fixed number of steps by Nesterov
 momentum with weight decay. Five hyperparameters span the space, as in Bergstra & Bengio (2012,
-JMLR 13, Sec. 2–3): some matter (the learning rate, the momentum, the initial weights' scale)
-and some hardly do (the width and the weight decay, at this horizon); the searcher is not told
-which. The value of a setting is its error on 10,000 held-out training images, after training
-on the other 50,000 with the same initial draw and the same minibatches for every setting, so
-that the objective is a fixed function of the setting (the same setting scores the same, bit
-for bit).
+JMLR 13, Sec. 2–3): the learning rate matters most, the momentum and the initial weights'
+scale through it, and the width and the weight decay hardly at all at this horizon; the
+searcher is not told which. The value of a setting is its error on 10,000 held-out training
+images, after training on the other 50,000 with the same initial draw and the same minibatches
+for every setting, so that the objective is a fixed function of the setting (the same setting
+scores the same, bit for bit).
 
 A grid for ``B`` trials (:func:`grid`) gives the hyperparameters, in the order listed, 2, 2,
 2, … levels and then 4, 8, … in turn until the product is B; the levels sit at the centres of

@@ -1,0 +1,156 @@
+"""Hyperparameter search (chapter 8): the grid design, the hit-probability formula, the
+objective's determinism, and a search that is killed and resumed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from learntolearn.analysis.random_search import hit_probability, simulated_hits, trials_needed
+from learntolearn.experiments import search_runs, search_space
+from learntolearn.experiments.config import ConfigError
+from learntolearn.experiments.runner import MissingResultError
+from learntolearn.experiments.search_space import SearchConfig, grid, grid_levels, score
+
+TINY = SearchConfig(
+    profile="smoke",
+    steps=3,
+    train_images=200,
+    validation_images=100,
+    trials=4,
+    repeats=1,
+    population=3,
+    tpe_startup=2,
+)
+GOOD = {"lr": 0.5, "momentum": 0.5, "init_std": 0.05, "hidden": 8, "weight_decay": 1e-5}
+
+
+@pytest.fixture
+def digits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small synthetic 'MNIST' (random images and labels): the search's code paths without
+    the data set."""
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(300, 784, generator=g), torch.randint(10, (300,), generator=g)
+    monkeypatch.setattr(search_space, "_digits", lambda: (images, labels))
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("LEARNTOLEARN_SEARCH", raising=False)
+    monkeypatch.delenv("LEARNTOLEARN_NO_TRAIN", raising=False)
+    return tmp_path
+
+
+def test_grid_levels_double_in_turn_and_sit_at_cell_centres() -> None:
+    assert grid_levels(1) == [1, 1, 1, 1, 1]
+    assert grid_levels(8) == [2, 2, 2, 1, 1]
+    assert grid_levels(32) == [2, 2, 2, 2, 2]
+    assert grid_levels(128) == [4, 4, 2, 2, 2]
+    g = grid(8)
+    assert g["lr"] == pytest.approx([1e-3 * 10 ** (4 * 0.25), 1e-3 * 10 ** (4 * 0.75)])
+    assert g["momentum"] == pytest.approx([0.2475, 0.7425])
+    assert g["hidden"] == [round((8 * 64) ** 0.5)]  # one level: the centre, in log scale
+    with pytest.raises(ConfigError, match="power of two"):
+        grid_levels(12)
+
+
+def test_bad_search_configs_are_refused_with_one_line() -> None:
+    with pytest.raises(ConfigError, match="power of two"):
+        replace(TINY, trials=6)
+    with pytest.raises(ConfigError, match="steps must be a positive integer"):
+        replace(TINY, steps=0)
+    with pytest.raises(ConfigError, match="profile 'fast' is unknown"):
+        search_space.search_config("fast")
+
+
+def test_hit_probability_gives_the_lecture_numbers() -> None:
+    assert trials_needed(10, 1000, 0.9) == 230
+    assert trials_needed(100, 1000, 0.9) == 22
+    assert hit_probability(10, 1000, 230) > 0.9 > hit_probability(10, 1000, 229)
+    assert hit_probability(100, 1000, 22) > 0.9 > hit_probability(100, 1000, 21)
+    assert trials_needed(5, 5, 0.99) == 1
+    with pytest.raises(ValueError, match="0 < k <= n"):
+        hit_probability(0, 10, 3)
+
+
+def test_simulated_hits_agree_with_the_formula() -> None:
+    values = np.random.default_rng(1).normal(size=1000)
+    xs = [1, 5, 22, 100, 230]
+    for k in (10, 100):
+        sim = simulated_hits(values, k, xs, repeats=20_000, seed=0)
+        # binomial standard error of 20,000 searches is at most 0.0036: 5 of them
+        assert np.max(np.abs(sim - hit_probability(k, 1000, np.array(xs)))) < 0.018
+    again = simulated_hits(values, 10, xs, repeats=20_000, seed=0)
+    assert np.array_equal(again, simulated_hits(values, 10, xs, repeats=20_000, seed=0))
+
+
+def test_score_is_deterministic_and_a_diverged_run_scores_chance(digits: None) -> None:
+    torch.set_num_threads(1)
+    a, b = score(TINY, GOOD), score(TINY, GOOD)
+    assert a == b and not a.diverged and 0 <= a.error <= 1
+    blown = score(TINY, {**GOOD, "lr": 1e30, "init_std": 1.0})
+    assert blown.diverged and blown.error == search_space.CHANCE_ERROR
+
+
+def _trials(path: Path) -> dict:
+    studies = json.loads(path.read_text())["studies"]
+    return {k: (v["values"], v["params"]) for k, v in studies.items()}
+
+
+def test_a_killed_search_resumes_to_the_same_trials(
+    digits: None, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = _trials(search_runs.run_search(TINY, progress=False))
+    assert set(whole) == {s.name for s in search_runs.studies(TINY)}
+    assert len(whole["tpe-0"][0]) == TINY.trials and len(whole["grid-4"][0]) == 4
+
+    # a second store: the same search, killed in its fifth trial
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(store / "again" / "results"))
+    calls, real = [0], search_space.score
+
+    def dies(config: SearchConfig, setting: dict) -> search_space.Outcome:
+        calls[0] += 1
+        if calls[0] == 5:
+            raise KeyboardInterrupt
+        return real(config, setting)
+
+    monkeypatch.setattr(search_runs, "score", dies)
+    with pytest.raises(KeyboardInterrupt):
+        search_runs.run_search(TINY, progress=False)
+    # and a trial left running, as by a process killed outright
+    storage = search_runs._storage(TINY)
+    left = optuna.load_study(study_name=search_runs.studies(TINY)[0].name, storage=storage)
+    left.ask()
+    monkeypatch.setattr(search_runs, "score", real)
+    assert not search_runs.summary_path(TINY).exists()
+    resumed = _trials(search_runs.run_search(TINY, progress=False))
+    assert resumed == whole
+
+
+def test_no_train_refuses_a_missing_summary(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEARNTOLEARN_NO_TRAIN", "1")
+    with pytest.raises(MissingResultError, match="learntolearn search --profile smoke"):
+        search_runs.load_summary(TINY)
+
+
+def test_parallel_processes_give_the_serial_trials(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes sharing the SQLite store (real MNIST: the spawned workers read it)."""
+    from tests.test_mnist import shared_data
+
+    data = shared_data()
+    if not (data / "mnist" / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("no MNIST copy")
+    monkeypatch.setenv("LEARNTOLEARN_DATA", str(data))
+    config = replace(TINY, trials=2, population=2)
+    parallel = _trials(search_runs.run_search(config, workers=2, progress=False))
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(store / "serial" / "results"))
+    assert _trials(search_runs.run_search(config, workers=1, progress=False)) == parallel
