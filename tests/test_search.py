@@ -4,6 +4,7 @@ objective's determinism, and a search that is killed and resumed."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def test_bad_search_configs_are_refused_with_one_line() -> None:
         replace(TINY, steps=0)
     with pytest.raises(ConfigError, match="profile 'fast' is unknown"):
         search_space.search_config("fast")
+    # no paper protocol: the paper profile is the cpu search, one key
+    assert search_space.search_config("paper") == search_space.search_config("cpu")
 
 
 def test_hit_probability_gives_the_lecture_numbers() -> None:
@@ -154,3 +157,17 @@ def test_parallel_processes_give_the_serial_trials(
     parallel = _trials(search_runs.run_search(config, workers=2, progress=False))
     monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(store / "serial" / "results"))
     assert _trials(search_runs.run_search(config, workers=1, progress=False)) == parallel
+
+
+def test_a_search_past_its_deadline_stops_and_the_command_continues_it(
+    digits: None, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from learntolearn.cli import main
+
+    assert search_runs.run_search(TINY, progress=False, deadline=time.time() - 1) is None
+    assert not search_runs.summary_path(TINY).exists()
+    monkeypatch.setattr(search_space, "search_config", lambda profile: TINY)
+    assert main(["search", "--profile", "smoke", "--quiet"]) == 0
+    assert f"summary: {search_runs.summary_path(TINY)}" in capsys.readouterr().out
+    summary = json.loads(search_runs.summary_path(TINY).read_text())
+    assert [s["workers"] for s in summary["provenance"]["sittings"]] == [1, 1]

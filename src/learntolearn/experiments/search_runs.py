@@ -123,8 +123,9 @@ def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return sorted(study.get_trials(deepcopy=False, states=(done,)), key=lambda t: t.number)
 
 
-def run_study(config: SearchConfig, study: Study) -> int:
-    """Run ``study`` to its number of trials (resuming a partial one); returns trials run now."""
+def run_study(config: SearchConfig, study: Study, deadline: float | None = None) -> int:
+    """Run ``study`` to its number of trials (resuming a partial one), or until the wall-clock
+    time ``deadline`` (``time.time()``) passes; returns the trials run now."""
     cpu_numerics(torch.device("cpu"))
     storage = _storage(config)
     lock = _folder(config) / f"{study.name}.lock"
@@ -147,6 +148,8 @@ def run_study(config: SearchConfig, study: Study) -> int:
             return outcome.error
 
         for i in range(start, study.trials):
+            if deadline is not None and time.time() >= deadline:
+                return i - start
             # one trial per call (a grid sampler stops the study from inside `optimize`)
             s.sampler = _sampler(config, study, i)
             s.optimize(objective, n_trials=1, catch=())
@@ -166,33 +169,50 @@ def _remaining(config: SearchConfig) -> list[Study]:
     return left
 
 
-def _run_one(config: SearchConfig, study: Study) -> int:
+def _run_one(config: SearchConfig, study: Study, deadline: float | None) -> int:
     torch.set_num_threads(1)
-    return run_study(config, study)
+    return run_study(config, study, deadline)
 
 
-def run_search(config: SearchConfig, *, workers: int = 1, progress: bool = True) -> Path:
-    """Run every study not yet complete (``workers`` processes), then write the summary."""
+def run_search(
+    config: SearchConfig,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    deadline: float | None = None,
+) -> Path | None:
+    """Run every study not yet complete (``workers`` processes), then write the summary; with a
+    wall-clock ``deadline`` (``time.time()``), stop starting trials once it passes and return
+    None if studies are left (the next call resumes them)."""
     save_json(_folder(config) / "config.json", config.to_dict())
-    git, begun = provenance.git_state(), time.perf_counter()
+    git, begun, started = provenance.git_state(), time.perf_counter(), time.time()
     left = _remaining(config)
     bar = tqdm(total=len(left), desc=f"search {config.profile}", unit="study", disable=not progress)
-    if workers <= 1 or len(left) <= 1:
-        for study in left:
-            _run_one(config, study)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            jobs = [pool.submit(_run_one, config, study) for study in left]
-            for job in as_completed(jobs):
-                job.result()
+    try:
+        if workers <= 1 or len(left) <= 1:
+            for study in left:
+                _run_one(config, study, deadline)
                 bar.update()
-    bar.close()
-    return summarise(config, git, time.perf_counter() - begun, workers)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                jobs = [pool.submit(_run_one, config, study, deadline) for study in left]
+                for job in as_completed(jobs):
+                    job.result()
+                    bar.update()
+    finally:
+        bar.close()
+        sittings = _folder(config) / "sittings.json"
+        record = {**git, "started": started, "wall_time_s": round(time.perf_counter() - begun, 2)}
+        past = load_json(sittings) if sittings.is_file() else []
+        save_json(sittings, [*past, {**record, "workers": workers}])
+    if _remaining(config):
+        return None
+    return summarise(config)
 
 
-def summarise(config: SearchConfig, git: dict[str, Any], wall_time_s: float, workers: int) -> Path:
-    """Write the committed summary: per study, the completed trials in order."""
+def summarise(config: SearchConfig) -> Path:
+    """Write the committed summary: per study, the completed trials in order, with the
+    provenance of the last sitting and the wall time of all of them."""
     storage = _storage(config)
     out: dict[str, Any] = {}
     for study in studies(config):
@@ -207,8 +227,15 @@ def summarise(config: SearchConfig, git: dict[str, Any], wall_time_s: float, wor
             "seconds": [t.user_attrs["seconds"] for t in trials],
         }
     path = summary_path(config)
-    made = provenance.collect(torch.device("cpu"), wall_time_s, git)
-    made["workers"] = workers
+    sittings = load_json(_folder(config) / "sittings.json")
+    last = sittings[-1]
+    made = provenance.collect(
+        torch.device("cpu"),
+        sum(s["wall_time_s"] for s in sittings),
+        {k: last[k] for k in ("commit", "dirty") if k in last},
+    )
+    # every trial runs on one thread, in a worker process or in this one
+    made.update(workers=max(s["workers"] for s in sittings), sittings=sittings, threads=1)
     save_json(path, {"config": config.to_dict(), "studies": out, "provenance": made})
     return path
 
