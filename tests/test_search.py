@@ -17,7 +17,7 @@ from learntolearn.analysis.random_search import hit_probability, simulated_hits,
 from learntolearn.experiments import search_runs, search_space
 from learntolearn.experiments.config import ConfigError
 from learntolearn.experiments.runner import MissingResultError
-from learntolearn.experiments.search_space import SearchConfig, grid, grid_levels, score
+from learntolearn.experiments.search_space import SPACE, SearchConfig, grid, grid_levels, score
 
 TINY = SearchConfig(
     profile="smoke",
@@ -107,20 +107,35 @@ def _trials(path: Path) -> dict:
     return {k: (v["values"], v["params"]) for k, v in studies.items()}
 
 
-def test_a_killed_search_resumes_to_the_same_trials(
-    digits: None, store: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    whole = _trials(search_runs.run_search(TINY, progress=False))
-    assert set(whole) == {s.name for s in search_runs.studies(TINY)}
-    assert len(whole["tpe-0"][0]) == TINY.trials and len(whole["grid-4"][0]) == 4
+@pytest.fixture
+def whole(digits: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The tiny search run without interruption, in a store of its own."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("LEARNTOLEARN_RESULTS", str(tmp_path_factory.mktemp("whole") / "results"))
+        m.delenv("LEARNTOLEARN_NO_TRAIN", raising=False)
+        return _trials(search_runs.run_search(TINY, progress=False))
 
-    # a second store: the same search, killed in its fifth trial
-    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(store / "again" / "results"))
+
+def test_every_grid_point_is_run_once(whole: dict) -> None:
+    assert set(whole) == {s.name for s in search_runs.studies(TINY)}
+    for b in TINY.budgets:
+        values, params = whole[f"grid-{b}"]
+        points = {tuple(params[h.name][i] for h in SPACE) for i in range(b)}
+        assert len(values) == len(points) == b
+        assert points == {tuple(p.values()) for p in search_runs.grid_points(TINY, b)}
+    assert len(whole["tpe-0"][0]) == TINY.trials
+
+
+# the 3rd call is inside the 4-point grid, the 6th inside a random search, the 11th inside TPE
+@pytest.mark.parametrize("killed_at", [3, 6, 11])
+def test_a_killed_search_resumes_to_the_same_trials(
+    whole: dict, store: Path, monkeypatch: pytest.MonkeyPatch, killed_at: int
+) -> None:
     calls, real = [0], search_space.score
 
     def dies(config: SearchConfig, setting: dict) -> search_space.Outcome:
         calls[0] += 1
-        if calls[0] == 5:
+        if calls[0] == killed_at:
             raise KeyboardInterrupt
         return real(config, setting)
 
@@ -129,12 +144,13 @@ def test_a_killed_search_resumes_to_the_same_trials(
         search_runs.run_search(TINY, progress=False)
     # and a trial left running, as by a process killed outright
     storage = search_runs._storage(TINY)
-    left = optuna.load_study(study_name=search_runs.studies(TINY)[0].name, storage=storage)
-    left.ask()
+    for name in ("random-0", "grid-2"):
+        optuna.create_study(
+            study_name=name, storage=storage, direction="minimize", load_if_exists=True
+        ).ask()
     monkeypatch.setattr(search_runs, "score", real)
     assert not search_runs.summary_path(TINY).exists()
-    resumed = _trials(search_runs.run_search(TINY, progress=False))
-    assert resumed == whole
+    assert _trials(search_runs.run_search(TINY, progress=False)) == whole
 
 
 def test_no_train_refuses_a_missing_summary(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:

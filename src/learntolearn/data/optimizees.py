@@ -86,11 +86,18 @@ class MLPs:
             raise ValueError(f"hidden must be positive layer widths, got {self.hidden!r}")
 
     def sample(
-        self, num: int, steps: int, generator: torch.Generator, device: torch.device | None = None
+        self,
+        num: int,
+        steps: int,
+        generator: torch.Generator,
+        device: torch.device | None = None,
+        batches: torch.Generator | None = None,
     ) -> Problems:
         """``num`` networks and the minibatches of steps 0..``steps`` (drawn now, so that the
         same generator state gives the same problems), placed on ``device`` (default: the
-        generator's; the images are moved there once, when first on another)."""
+        generator's; the images are moved there once, when first on another). ``batches``, when
+        given, draws the minibatches instead of ``generator``, so that networks of different
+        widths can see the same minibatches."""
         g = generator.device
         dev = device or g
         sizes = [self.images.shape[1], *self.hidden, self.classes]
@@ -99,8 +106,9 @@ class MLPs:
             w = torch.randn(num, a, b, generator=generator, device=g)
             params[f"w{i}"] = (self.init_std * w).to(dev)
             params[f"b{i}"] = torch.zeros(num, b, device=dev)
+        draw = batches or generator
         index = torch.randint(
-            self.images.shape[0], (steps + 1, num, self.batch), generator=generator, device=g
+            self.images.shape[0], (steps + 1, num, self.batch), generator=draw, device=draw.device
         ).to(dev)
         images, labels = self.images.to(dev), self.labels.to(dev)
 

@@ -1,16 +1,19 @@
 """The searches of chapter 8, run with Optuna into their own trial store, resumably.
 
 Every search is an Optuna study in one SQLite file (Optuna's RDB storage, so the same code runs
-against a PostgreSQL server by changing the URL): full grids of 1, 2, 4, … points
-(``GridSampler``), ``repeats`` seeded random searches (``RandomSampler``) and TPE searches
-(``TPESampler``, Bergstra et al. 2011), and one random population for the hit-probability
-check. Studies run as parallel processes that share the file; each study belongs to one
-process at a time (a lock), so that its trials come in a reproducible order.
+against a PostgreSQL server by changing the URL): full grids of 1, 2, 4, … points,
+``repeats`` seeded random searches (``RandomSampler``) and TPE searches (``TPESampler``,
+Bergstra et al. 2011), and one random population for the hit-probability check. Studies run as
+parallel processes that share the file; each study belongs to one process at a time (a lock),
+so that its trials come in a reproducible order.
 
 Resuming: the sampler is re-created before every trial with a seed derived from the study and
 the trial's index among the completed ones, and the objective is deterministic, so a search
 killed after trial 40 and rerun gives the same 128 trials as one that never stopped. A trial
-left running by a killed process is marked failed and run again.
+left running by a killed process is marked failed and run again. A grid's points are
+enumerated here (:func:`~learntolearn.experiments.search_space.grid`, in a fixed order) and
+each is added to its study once trained, as a complete trial: Optuna's ``GridSampler`` hands
+out points by trial number, so a failed trial would leave a hole in a resumed grid.
 
 The trial store (``results-search/<key>/trials.db``, never committed) is the working copy; the
 summary the chapter reads (``results/search/<key>.json``: every trial's value and setting, in
@@ -20,6 +23,7 @@ order, with provenance) is written once every study is complete.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 import warnings
@@ -50,6 +54,7 @@ __all__ = [
     "Study",
     "efficiency",
     "grid_best",
+    "grid_points",
     "load_summary",
     "run_search",
     "studies",
@@ -105,17 +110,28 @@ def _seed(config: SearchConfig, study: Study, i: int) -> int:
 def _sampler(config: SearchConfig, study: Study, i: int) -> optuna.samplers.BaseSampler:
     """The sampler for the study's ``i``-th completed trial (seeded by the study and ``i``)."""
     seed = _seed(config, study, i)
-    if study.sampler == "grid":
-        return optuna.samplers.GridSampler(grid(study.index, config.hyperparameters), seed=seed)
     if study.sampler == "tpe":
         return optuna.samplers.TPESampler(n_startup_trials=config.tpe_startup, seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _distribution(h: Hyperparameter) -> optuna.distributions.BaseDistribution:
+    if h.integer:
+        return optuna.distributions.IntDistribution(int(h.low), int(h.high), log=h.log)
+    return optuna.distributions.FloatDistribution(h.low, h.high, log=h.log)
 
 
 def _suggest(trial: optuna.Trial, h: Hyperparameter) -> float | int:
     if h.integer:
         return trial.suggest_int(h.name, int(h.low), int(h.high), log=h.log)
     return trial.suggest_float(h.name, h.low, h.high, log=h.log)
+
+
+def grid_points(config: SearchConfig, budget: int) -> list[dict[str, float | int]]:
+    """The settings of the ``budget``-point grid, in a fixed order (the first hyperparameter
+    varies slowest)."""
+    values = grid(budget, config.hyperparameters)
+    return [dict(zip(values, p, strict=True)) for p in itertools.product(*values.values())]
 
 
 def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -138,19 +154,38 @@ def run_study(config: SearchConfig, study: Study, deadline: float | None = None)
             storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         start = len(_complete(s))
 
-        def objective(trial: optuna.Trial) -> float:
-            setting = {h.name: _suggest(trial, h) for h in config.hyperparameters}
+        def evaluate(setting: dict[str, float | int]) -> tuple[float, dict[str, Any]]:
             begun = time.perf_counter()
             outcome = score(config, setting)
-            trial.set_user_attr("loss", outcome.loss if outcome.loss < float("inf") else None)
-            trial.set_user_attr("diverged", outcome.diverged)
-            trial.set_user_attr("seconds", round(time.perf_counter() - begun, 3))
-            return outcome.error
+            attrs = {
+                "loss": outcome.loss if outcome.loss < float("inf") else None,
+                "diverged": outcome.diverged,
+                "seconds": round(time.perf_counter() - begun, 3),
+            }
+            return outcome.error, attrs
 
+        def objective(trial: optuna.Trial) -> float:
+            value, attrs = evaluate({h.name: _suggest(trial, h) for h in config.hyperparameters})
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            return value
+
+        points = grid_points(config, study.index) if study.sampler == "grid" else []
         for i in range(start, study.trials):
             if deadline is not None and time.time() >= deadline:
                 return i - start
-            # one trial per call (a grid sampler stops the study from inside `optimize`)
+            if points:  # a grid point: trained, then stored as a complete trial
+                value, attrs = evaluate(points[i])
+                distributions = {h.name: _distribution(h) for h in config.hyperparameters}
+                s.add_trial(
+                    optuna.trial.create_trial(
+                        params=points[i],
+                        distributions=distributions,
+                        value=value,
+                        user_attrs=attrs,
+                    )
+                )
+                continue
             s.sampler = _sampler(config, study, i)
             s.optimize(objective, n_trials=1, catch=())
         return study.trials - start

@@ -7,8 +7,9 @@ JMLR 13, Sec. 2–3): the learning rate matters most, the momentum and the initi
 scale through it, and the width and the weight decay hardly at all at this horizon; the
 searcher is not told which. The value of a setting is its error on 10,000 held-out training
 images, after training on the other 50,000 with the same initial draw and the same minibatches
-for every setting, so that the objective is a fixed function of the setting (the same setting
-scores the same, bit for bit).
+for every setting (and the same initial draw of weights for every setting of the same width),
+so that the objective is a fixed function of the setting: the same setting scores the same,
+bit for bit.
 
 A grid for ``B`` trials (:func:`grid`) gives the hyperparameters, in the order listed, 2, 2,
 2, … levels and then 4, 8, … in turn until the product is B; the levels sit at the centres of
@@ -111,7 +112,8 @@ class SearchConfig:
     repeats: int = 10
     population: int = 1000
     tpe_startup: int = 10
-    seed: int = 0
+    seed: int = 0  # the initial weights' draw
+    batch_seed: int = 1  # the minibatches' draw (the same for every width)
     space: tuple[dict[str, Any], ...] = field(
         default_factory=lambda: tuple(asdict(h) for h in SPACE)
     )
@@ -187,8 +189,9 @@ def _digits() -> tuple[Tensor, Tensor]:
 
 def score(config: SearchConfig, setting: dict[str, float]) -> Outcome:
     """Train the MLP with ``setting`` (the :data:`SPACE` names) and score it on the held-out
-    images. Deterministic: one CPU thread, the same draw of weights and minibatches (from
-    ``config.seed``) for every setting, the weights then scaled to ``init_std``."""
+    images. Deterministic: one CPU thread; the same minibatches (``config.batch_seed``) for
+    every setting, and the same draw of weights (``config.seed``) for every setting of the
+    same width, scaled to ``init_std``."""
     images, labels = _digits()
     n = config.train_images
     family = MLPs(
@@ -198,7 +201,12 @@ def score(config: SearchConfig, setting: dict[str, float]) -> Outcome:
         batch=config.batch,
         init_std=float(setting["init_std"]),
     )
-    problems = family.sample(1, config.steps, torch.Generator().manual_seed(config.seed))
+    problems = family.sample(
+        1,
+        config.steps,
+        torch.Generator().manual_seed(config.seed),
+        batches=torch.Generator().manual_seed(config.batch_seed),
+    )
     rule, decay = NAG(float(setting["lr"]), float(setting["momentum"])), setting["weight_decay"]
     params, state = dict(problems.params), {}
     for t in range(config.steps):

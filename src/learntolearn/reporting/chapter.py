@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from learntolearn.experiments.config import ExperimentConfig
-from learntolearn.experiments.registry import CHAPTERS, NOT_RUN, chapter_experiments, experiment
+from learntolearn.experiments.registry import chapter_experiments, experiment, not_run
 from learntolearn.experiments.runner import run
 from learntolearn.experiments.store import Result
 from learntolearn.reporting.tables import Table
@@ -50,11 +50,9 @@ class Chapter:
 
     def not_run(self) -> str:
         """One line per experiment of the chapter this profile leaves out, with the reason."""
-        skipped = {n: why for n, why in NOT_RUN.get(self.profile, {}).items()}
         lines = [
             f"not run at this profile: {n} ({why})"
-            for n, why in skipped.items()
-            if n in CHAPTERS[self.name]
+            for n, why in not_run(self.name, self.profile).items()
         ]
         return "\n".join(lines) or "every setting was run"
 
