@@ -428,6 +428,10 @@ def _parser() -> argparse.ArgumentParser:
     def device(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
+    def quiet_and_budget(p: argparse.ArgumentParser, budget: str) -> None:
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--budget", type=_budget, metavar="TIME", help=budget)
+
     def training_options(p: argparse.ArgumentParser) -> None:
         device(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -459,13 +463,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("experiments", nargs="+", metavar="NAME", help="l2l/quadratic, l2l/mnist, ...")
     device(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--budget",
-        type=_budget,
-        metavar="TIME",
-        help="stop cleanly after this much time (e.g. 45m); the same command resumes",
-    )
+    quiet_and_budget(p, "stop cleanly after this much time (e.g. 45m); the same command resumes")
     p.set_defaults(func=_cmd_train_optimizer)
 
     p = add(
@@ -478,13 +476,7 @@ def _parser() -> argparse.ArgumentParser:
         "same command after an interruption and it continues where it stopped.",
     )
     p.add_argument("--workers", type=_positive, default=1, help="parallel processes (default: 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--budget",
-        type=_budget,
-        metavar="TIME",
-        help="start no trial after this much time (e.g. 5m); the same command continues",
-    )
+    quiet_and_budget(p, "start no trial after this much time (e.g. 5m); the same command continues")
     p.set_defaults(func=_cmd_search)
 
     p = add("evaluate", "re-evaluate stored results on the fixed test tasks", by_name)
