@@ -187,3 +187,19 @@ def test_a_search_past_its_deadline_stops_and_the_command_continues_it(
     assert f"summary: {search_runs.summary_path(TINY)}" in capsys.readouterr().out
     summary = json.loads(search_runs.summary_path(TINY).read_text())
     assert [s["workers"] for s in summary["provenance"]["sittings"]] == [1, 1]
+
+
+def test_reproduce_plans_and_runs_the_search(
+    digits: None, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from learntolearn.cli import main
+
+    monkeypatch.setattr(search_space, "search_config", lambda profile: TINY)
+    args = ["reproduce", "--profile", "smoke", "--chapter", "08_hyperparameter_search"]
+    assert main([*args, "--plan"]) == 0
+    assert f"hyperparameter search {TINY.key}: 18 trials" in capsys.readouterr().out
+    assert not search_runs.summary_path(TINY).exists()
+    assert main([*args, "--quiet"]) == 0
+    assert search_runs.summary_path(TINY).is_file()
+    assert main(args) == 0
+    assert "nothing to do" in capsys.readouterr().out

@@ -270,6 +270,7 @@ def test_reproduce_refuses_the_paper_profile_on_a_cpu(store_dir, monkeypatch, ca
 def test_reproduce_with_nothing_missing(store_dir, monkeypatch, capsys):
     monkeypatch.setattr(cli, "chapter_experiments", lambda c, p: ("sinusoid/oracle",))
     monkeypatch.setattr("learntolearn.experiments.optimizer_config.CHAPTER_OPTIMIZERS", {})
+    monkeypatch.setattr(cli, "_missing_search", lambda chapters, args: None)
     run(experiment("sinusoid/oracle", "smoke"), device="cpu", progress=False)
     monkeypatch.setattr("learntolearn.experiments.runner.train", _no_training)
     assert main(["reproduce", "--profile", "smoke", "--device", "cpu"]) == 0

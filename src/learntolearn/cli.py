@@ -258,7 +258,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if deadline is None:
         args.experiments = [s.name for s in steps]
         code = _cmd_train(args) if steps else 0
-        return code or _train_optimizers(optimizers, args, None) or _run_search(search, None)
+        code = code or _train_optimizers(optimizers, args, None)
+        return code or _run_search(search, None, not args.quiet)
     from learntolearn.experiments import distributed
     from learntolearn.experiments.runner import run
 
@@ -293,7 +294,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             )
             return 0
         print(_summary(result))
-    return _train_optimizers(optimizers, args, deadline) or _run_search(search, deadline)
+    code = _train_optimizers(optimizers, args, deadline)
+    return code or _run_search(search, deadline, not args.quiet)
 
 
 def _missing_search(chapters: list[str], args: argparse.Namespace) -> Any:
@@ -307,7 +309,7 @@ def _missing_search(chapters: list[str], args: argparse.Namespace) -> Any:
     return None if summary_path(config).is_file() else config
 
 
-def _run_search(config: Any, deadline: float | None) -> int:
+def _run_search(config: Any, deadline: float | None, progress: bool) -> int:
     """Run the search (one process) until the monotonic ``deadline``; it resumes next time."""
     from learntolearn.experiments.search_runs import run_search
 
@@ -317,7 +319,7 @@ def _run_search(config: Any, deadline: float | None) -> int:
         print("budget spent: the hyperparameter search waits for the next sitting")
         return 0
     wall = None if deadline is None else time.time() + (deadline - time.monotonic())
-    path = run_search(config, progress=True, deadline=wall)
+    path = run_search(config, progress=progress, deadline=wall)
     print("budget spent: the search continues next time" if path is None else f"{path}: stored")
     return 0
 

@@ -192,16 +192,17 @@ def run_study(config: SearchConfig, study: Study, deadline: float | None = None)
 
 
 def _remaining(config: SearchConfig) -> list[Study]:
+    """The studies with fewer complete trials than they need (counted, not read)."""
     storage = _storage(config)
-    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
-    left = []
-    for study in studies(config):
-        if study.name in names:
-            s = optuna.load_study(study_name=study.name, storage=storage)
-            if len(_complete(s)) >= study.trials:
-                continue
-        left.append(study)
-    return left
+    names = {s.study_name for s in storage.get_all_studies()}
+    done = optuna.trial.TrialState.COMPLETE
+    return [
+        study
+        for study in studies(config)
+        if study.name not in names
+        or storage.get_n_trials(storage.get_study_id_from_name(study.name), state=done)
+        < study.trials
+    ]
 
 
 def _run_one(config: SearchConfig, study: Study, deadline: float | None) -> int:
