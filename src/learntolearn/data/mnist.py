@@ -12,8 +12,10 @@ official mirrors, checking the same MD5s.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +56,28 @@ def _stage(root: Path) -> list[str]:
     return missing
 
 
+@contextlib.contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """Held while a process stages and extracts the files: torchvision writes the extracted
+    IDX files in place, so a second process (e.g. a parallel search's worker) waits instead of
+    reading a half-written one."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load_mnist(train: bool = True, *, download: bool = True) -> Digits:
     """The MNIST training (``train=True``) or test split, verified on the way in."""
     root = cache_dir() / "mnist"
+    with _exclusive(root):
+        return _load(root, train, download)
+
+
+def _load(root: Path, train: bool, download: bool) -> Digits:
     missing = _stage(root)
     if missing and not download:
         searched = ", ".join(str(f) for f in folders("mnist"))
