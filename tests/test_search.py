@@ -38,7 +38,7 @@ def digits(monkeypatch: pytest.MonkeyPatch) -> None:
     the data set."""
     g = torch.Generator().manual_seed(0)
     images, labels = torch.rand(300, 784, generator=g), torch.randint(10, (300,), generator=g)
-    monkeypatch.setattr(search_space, "_digits", lambda: (images, labels))
+    monkeypatch.setattr(search_space, "flat_digits", lambda train: (images, labels))
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import io
 import shutil
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from learntolearn.data.verified import REMEDY, DataError, MissingDataError, chec
 from learntolearn.io import atomic_write
 from learntolearn.paths import cache_dir
 
-__all__ = ["Digits", "load_mnist"]
+__all__ = ["Digits", "flat_digits", "load_mnist"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +76,14 @@ def load_mnist(train: bool = True, *, download: bool = True) -> Digits:
     root = cache_dir() / "mnist"
     with _exclusive(root):
         return _load(root, train, download)
+
+
+@functools.lru_cache(maxsize=2)
+def flat_digits(train: bool) -> tuple[Tensor, Tensor]:
+    """The training or test images as vectors ``[N, 784]``, and their labels, read once per
+    process (the MLP optimizees of chapters 7 and 8)."""
+    digits = load_mnist(train=train)
+    return digits.images.flatten(1), digits.labels
 
 
 def _load(root: Path, train: bool, download: bool) -> Digits:

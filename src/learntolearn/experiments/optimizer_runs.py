@@ -11,7 +11,6 @@ tuning problems). ``learned-optimizers/<key>/`` holds ``config.json``, ``metrics
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from learntolearn.analysis.statistics import mean_ci95
-from learntolearn.data.mnist import load_mnist
+from learntolearn.data.mnist import flat_digits
 from learntolearn.data.optimizees import MLPs, Problems, Quadratics
 from learntolearn.experiments import provenance
 from learntolearn.experiments.optimizer_config import BASELINES, OptimizerConfig, Setting
@@ -104,17 +103,10 @@ def load_optimizer(
     return LSTMOptimizer(net, weights, config.scale, config.p)
 
 
-@functools.lru_cache(maxsize=2)
-def _digits(train: bool) -> tuple[Tensor, Tensor]:
-    """MNIST's training or test images ``[N, 784]`` and labels, read once per process."""
-    digits = load_mnist(train=train)
-    return digits.images.flatten(1), digits.labels
-
-
 def _family(config: OptimizerConfig, setting: Setting, train: bool, device: torch.device) -> Any:
     if config.problem == "quadratic":
         return Quadratics()
-    images, labels = _digits(train)
+    images, labels = flat_digits(train)
     return MLPs(images.to(device), labels.to(device), setting.hidden, setting.activation)
 
 

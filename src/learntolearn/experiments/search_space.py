@@ -18,7 +18,6 @@ equal cells of each (log-)range, the usual design.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -26,9 +25,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from learntolearn.data.mnist import load_mnist
+from learntolearn.data.mnist import flat_digits
 from learntolearn.data.optimizees import MLPs
 from learntolearn.experiments.config import PROFILES, ConfigError
 from learntolearn.methods.inner_loop import NAG
@@ -181,18 +179,12 @@ class Outcome:
     diverged: bool
 
 
-@functools.lru_cache(maxsize=1)
-def _digits() -> tuple[Tensor, Tensor]:
-    digits = load_mnist(train=True)
-    return digits.images.flatten(1), digits.labels
-
-
 def score(config: SearchConfig, setting: dict[str, float]) -> Outcome:
     """Train the MLP with ``setting`` (the :data:`SPACE` names) and score it on the held-out
     images. Deterministic: one CPU thread; the same minibatches (``config.batch_seed``) for
     every setting, and the same draw of weights (``config.seed``) for every setting of the
     same width, scaled to ``init_std``."""
-    images, labels = _digits()
+    images, labels = flat_digits(True)
     n = config.train_images
     family = MLPs(
         images[:n],

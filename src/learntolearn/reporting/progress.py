@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from learntolearn.experiments.config import ExperimentConfig
 from learntolearn.experiments.plan import duration, store_for
 from learntolearn.experiments.registry import experiment
+from learntolearn.experiments.store import Result
 from learntolearn.reporting.tables import Table, fmt_ci
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ __all__ = ["ProgressRun", "plot_milestones", "progress_runs", "progress_table"]
 @dataclass(frozen=True)
 class ProgressRun:
     """What the store holds of one run: ``iteration`` of ``config.iterations`` done (0: not
-    started), its milestone evaluations, and the wall time and devices of its sittings."""
+    started), its milestone evaluations, the wall time and devices of its sittings, and the
+    stored result once it is finished."""
 
     name: str
     config: ExperimentConfig
@@ -40,6 +42,7 @@ class ProgressRun:
     sittings: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
     checkpoint_bytes: int = 0  # the in-progress checkpoint (0 once the result is stored)
+    result: Result | None = None  # the stored result, once finished
 
     @property
     def status(self) -> str:
@@ -75,7 +78,7 @@ def progress_runs(names: Sequence[str], profile: str = "paper") -> dict[str, Pro
                 {"total_wall_time_s": result.provenance.get("wall_time_s", 0.0)}
             ]
             runs[name] = ProgressRun(
-                name, cfg, cfg.iterations, train.get("milestones", []), sittings, True
+                name, cfg, cfg.iterations, train.get("milestones", []), sittings, True, 0, result
             )
             continue
         record = store.progress(cfg) or {}

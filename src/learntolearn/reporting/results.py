@@ -94,7 +94,10 @@ def compute_points(
     config: ExperimentConfig, result: Result | None, mode: str, progress: ProgressRun | None = None
 ) -> list[Point]:
     """The run's accuracy at its milestones (on the fixed test tasks) and at its end, against
-    CPU-seconds of meta-training; from a run in progress, its milestones so far."""
+    CPU-seconds of meta-training; from a run in progress, its milestones so far (a finished
+    ``progress`` run brings its own result)."""
+    if result is None and progress is not None:
+        result = progress.result
     key = f"{mode}/{config.eval_shots[0]}"
     if result is not None:
         per_iteration = result.cost["seconds"]
