@@ -21,9 +21,9 @@ import time
 import torch
 
 from learntolearn.analysis.meta_gradients import step_cost
+from learntolearn.catalogue import experiment
 from learntolearn.experiments.device import cpu_numerics, resolve_device
-from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.runner import build
+from learntolearn.fewshot.runs import build
 
 
 def main() -> None:

@@ -34,11 +34,11 @@ import torch
 
 def measure(name: str, profile: str, iterations: int, threads: int, task_chunk: int | None) -> None:
     """Time ``iterations`` training iterations after two untimed ones; rank 0 prints JSON."""
+    from learntolearn.catalogue import experiment
     from learntolearn.experiments.device import cpu_numerics
     from learntolearn.experiments.distributed import finish, init_from_env, world
-    from learntolearn.experiments.registry import experiment
-    from learntolearn.experiments.runner import build
     from learntolearn.experiments.training import RunSettings, train
+    from learntolearn.fewshot.runs import build
 
     cfg = experiment(name, profile)
     dev = init_from_env(torch.device("cpu"))

@@ -23,11 +23,16 @@ LAYERS: dict[str, int] = {
     "models": 1,
     "methods": 2,
     "analysis": 3,
-    "experiments": 4,
-    "reporting": 5,
-    "cli": 6,
-    "__main__": 6,
+    "experiments": 4,  # the engine: specs, store, runner, training loop; no kind, no book
+    "fewshot": 5,  # the three kinds of experiment, over the engine
+    "learned_optimizers": 5,
+    "search": 5,
+    "catalogue": 6,  # the book's experiments of every kind, its chapters, the plan
+    "reporting": 7,
+    "cli": 8,
+    "__main__": 8,
 }
+KINDS = ("fewshot", "learned_optimizers", "search")
 
 
 def module_name(path: Path) -> str:
@@ -93,6 +98,20 @@ def test_imports_run_from_higher_layers_to_lower_ones():
     assert not upward, "\n".join(upward)
 
 
+def test_the_kinds_stand_apart_on_the_engine():
+    """A kind of experiment imports the engine and lower layers, never another kind; the
+    engine imports no kind (the layers above check that) and no book."""
+    crossing = [
+        f"{m} imports {d}"
+        for m, deps in graph().items()
+        for d in deps
+        if m.split(".")[1] in KINDS
+        and d.split(".")[1] in KINDS
+        and m.split(".")[1] != d.split(".")[1]
+    ]
+    assert not crossing, "\n".join(crossing)
+
+
 def test_no_import_cycles():
     g = graph()
     done: set[str] = set()
@@ -113,12 +132,12 @@ def test_no_import_cycles():
 
 def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from learntolearn.experiments.runner import run\n")
-    assert imports_of(bad) == {"learntolearn.experiments.runner"}
+    bad.write_text("from learntolearn.fewshot.runs import run\n")
+    assert imports_of(bad) == {"learntolearn.fewshot.runs"}
     guarded = tmp_path / "guarded.py"
     guarded.write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-        "    from learntolearn.experiments.config import ExperimentConfig\n"
+        "    from learntolearn.fewshot.config import ExperimentConfig\n"
     )
     assert imports_of(guarded) == set()
 
@@ -147,10 +166,10 @@ class NearestMean:
 
 
 def test_a_toy_method_takes_one_file_and_one_table_entry(tmp_path, monkeypatch):
-    from learntolearn.experiments import method_table
-    from learntolearn.experiments.config import ExperimentConfig
-    from learntolearn.experiments.runner import run
-    from learntolearn.experiments.store import ResultStore
+    from learntolearn.catalogue import run
+    from learntolearn.fewshot import method_table
+    from learntolearn.fewshot.config import ExperimentConfig
+    from learntolearn.fewshot.store import ResultStore
 
     entry = method_table.MethodEntry(families=("sinusoid",), build=lambda c, o: NearestMean(o))
     monkeypatch.setitem(method_table.METHODS, "nearest-mean", entry)

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from learntolearn.analysis.meta_gradients import step_cost
+from learntolearn.catalogue import experiment, run
 from learntolearn.cli import main
 from learntolearn.experiments.compare import compare_evaluations
-from learntolearn.experiments.config import ConfigError
-from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.runner import run
-from learntolearn.experiments.store import DamagedResultError, ResultStore
+from learntolearn.experiments.store import DamagedResultError
 from learntolearn.experiments.training import DivergedError, RunSettings
+from learntolearn.fewshot.config import ConfigError
+from learntolearn.fewshot.store import ResultStore
 from learntolearn.io import save_json
 from learntolearn.methods.inner_loop import Adam
 from learntolearn.methods.maml import MAML
@@ -154,7 +154,7 @@ def test_checkpoint_every_must_be_positive(every, capsys):
 
 # 7. what can be checked before training is checked before training
 def test_an_unusable_store_fails_before_training(tmp_path, monkeypatch):
-    import learntolearn.experiments.runner as runner
+    import learntolearn.fewshot.runs as runner
 
     monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("trained"))
     afile = tmp_path / "afile"

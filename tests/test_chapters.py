@@ -8,7 +8,7 @@ import nbformat
 import pytest
 import yaml
 
-from learntolearn.experiments.registry import CHAPTERS
+from learntolearn.catalogue import CHAPTERS
 from learntolearn.reporting.notebooks import execute, strip_volatile_metadata
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.store import ResultStore
+from learntolearn.catalogue import experiment
+from learntolearn.fewshot.store import ResultStore
 
 
 def train(tmp_path: Path, name: str, ranks: int, env: dict[str, str]) -> ResultStore:
@@ -78,8 +78,8 @@ def test_shards_cover_the_meta_batch(size):
 
 SITTING = """
 import sys, time
-from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.runner import run
+from learntolearn.catalogue import experiment
+from learntolearn.catalogue import run
 cfg = experiment("sinusoid/maml-k5", "smoke").with_(iterations=3000, eval_tasks=20)
 try:
     limit = time.monotonic() + float(sys.argv[1])
@@ -93,7 +93,7 @@ def test_a_budget_stops_every_rank_and_the_run_resumes_on_one(tmp_path):
     """Two ranks stop together when rank 0's budget is spent (one checkpoint, at the iteration
     reached), and one process resumes the run to the uninterrupted result, up to rounding
     (which 3000 Adam steps amplify)."""
-    from learntolearn.experiments.plan import store_for
+    from learntolearn.catalogue import store_for
 
     script = tmp_path / "sitting.py"
     script.write_text(SITTING)
@@ -118,7 +118,7 @@ def test_a_budget_stops_every_rank_and_the_run_resumes_on_one(tmp_path):
         assert [s["ranks"] for s in resumed.provenance["sittings"]] == [2, 1]
     finally:
         del os.environ["LEARNTOLEARN_RESULTS"]
-    from learntolearn.experiments.runner import run
+    from learntolearn.catalogue import run
 
     whole = run(cfg, progress=False, store=ResultStore(tmp_path / "whole"))
     a, b = whole.params(), resumed.params()

@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from learntolearn.catalogue import run
+from learntolearn.catalogue.learned_optimizers import optimizer_experiment
 from learntolearn.data.optimizees import Problems, Quadratics
-from learntolearn.experiments import optimizer_runs
-from learntolearn.experiments.optimizer_config import optimizer_experiment
+from learntolearn.learned_optimizers import runs as optimizer_runs
 from learntolearn.methods.inner_loop import LOSS, NAG, SGD, Adam, RMSprop, adapt
 from learntolearn.methods.learned_optimizer import (
     LSTMOptimizer,
@@ -292,14 +293,14 @@ def test_smoke_run_resumes_to_the_same_optimizer(tmp_path, monkeypatch) -> None:
     has every baseline tuned on the grid and the LSTM's curve."""
     monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "a"))
     cfg = replace(optimizer_experiment("l2l/quadratic", "smoke"), iterations=3)
-    straight = optimizer_runs.run_optimizer(cfg, device="cpu", progress=False)
+    straight = run(cfg, device="cpu", progress=False)
     monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "b"))
     calls = iter([0.0, 0.0, math.inf])  # the deadline passes before the second horizon
     monkeypatch.setattr(optimizer_runs.time, "monotonic", lambda: next(calls, math.inf))
     with pytest.raises(InterruptedError):
-        optimizer_runs.run_optimizer(cfg, device="cpu", progress=False, deadline=1.0)
+        run(cfg, device="cpu", progress=False, deadline=1.0)
     monkeypatch.setattr(optimizer_runs.time, "monotonic", time.monotonic)
-    resumed = optimizer_runs.run_optimizer(cfg, device="cpu", progress=False)
+    resumed = run(cfg, device="cpu", progress=False)
     assert resumed.metrics["optimizer_sha256"] == straight.metrics["optimizer_sha256"]
     found = resumed.metrics["eval"]["quadratic"]
     for b in ("sgd", "nag", "rmsprop", "adam"):

@@ -15,16 +15,21 @@ import pytest
 import torch
 from torch import nn
 
+from learntolearn.catalogue import experiment
 from learntolearn.data.augment import AffineDistortions, distort
-from learntolearn.experiments.config import ConfigError
-from learntolearn.experiments.registry import experiment
 from learntolearn.experiments.training import OuterLoop
+from learntolearn.fewshot.config import ConfigError
 from learntolearn.methods.matching import Matching
 from learntolearn.methods.metric import MetricLearner, embed
 from learntolearn.methods.prototypical import Prototypical, prototypes
 from learntolearn.methods.relation import Relation
 from learntolearn.methods.siamese import Siamese
-from learntolearn.models.metric import FullContext, MetricNet, RelationEncoder, RelationModule
+from learntolearn.models.metric_networks import (
+    FullContext,
+    MetricNet,
+    RelationEncoder,
+    RelationModule,
+)
 from learntolearn.models.networks import ConvNet
 from learntolearn.objective import Objective, cross_entropy, init_params
 from learntolearn.tasks import TaskBatch
@@ -333,8 +338,8 @@ def test_step_size_halves_on_schedule_and_one_schedule_at_a_time():
 
 @pytest.mark.usefixtures("real_env")
 def test_a_model_shared_by_several_settings_is_trained_once_and_named_by_its_run(tmp_path):
-    from learntolearn.experiments.runner import run
-    from learntolearn.experiments.store import ResultStore
+    from learntolearn.catalogue import run
+    from learntolearn.fewshot.store import ResultStore
 
     store = ResultStore(tmp_path / "results")
     first, second, third = (

@@ -88,8 +88,7 @@ def test_the_ravi_split_is_64_16_20_classes_of_600() -> None:
 def test_meta_learner_lstm_trains_on_a_tiny_miniimagenet(tmp_path: Path, monkeypatch) -> None:
     """The registered paper experiment, at the smoke profile, on a generated folder: the
     family reads the CSVs and images from the data folder and the run stores a result."""
-    from learntolearn.experiments.registry import experiment
-    from learntolearn.experiments.runner import run
+    from learntolearn.catalogue import experiment, run
 
     root = tmp_path / "data" / "miniimagenet"
     root.mkdir(parents=True)

@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from learntolearn.analysis.random_search import hit_probability, simulated_hits, trials_needed
-from learntolearn.experiments import search_runs, search_space
-from learntolearn.experiments.config import ConfigError
+from learntolearn.catalogue.search import search_config
 from learntolearn.experiments.runner import MissingResultError
-from learntolearn.experiments.search_space import SPACE, SearchConfig, grid, grid_levels, score
+from learntolearn.fewshot.config import ConfigError
+from learntolearn.search import space as search_space
+from learntolearn.search import studies as search_runs
+from learntolearn.search.space import SPACE, SearchConfig, grid, grid_levels, score
 
 TINY = SearchConfig(
     profile="smoke",
@@ -68,9 +70,9 @@ def test_bad_search_configs_are_refused_with_one_line() -> None:
     with pytest.raises(ConfigError, match="steps must be a positive integer"):
         replace(TINY, steps=0)
     with pytest.raises(ConfigError, match="profile 'fast' is unknown"):
-        search_space.search_config("fast")
+        search_config("fast")
     # no paper protocol: the paper profile is the cpu search, one key
-    assert search_space.search_config("paper") == search_space.search_config("cpu")
+    assert search_config("paper") == search_config("cpu")
 
 
 def test_hit_probability_gives_the_lecture_numbers() -> None:
@@ -180,9 +182,9 @@ def test_a_search_past_its_deadline_stops_and_the_command_continues_it(
 ) -> None:
     from learntolearn.cli import main
 
-    assert search_runs.run_search(TINY, progress=False, deadline=time.time() - 1) is None
+    assert search_runs.run_search(TINY, progress=False, deadline=time.monotonic() - 1) is None
     assert not search_runs.summary_path(TINY).exists()
-    monkeypatch.setattr(search_space, "search_config", lambda profile: TINY)
+    monkeypatch.setattr("learntolearn.catalogue.search.search_config", lambda profile: TINY)
     assert main(["search", "--profile", "smoke", "--quiet"]) == 0
     assert f"summary: {search_runs.summary_path(TINY)}" in capsys.readouterr().out
     summary = json.loads(search_runs.summary_path(TINY).read_text())
@@ -194,12 +196,70 @@ def test_reproduce_plans_and_runs_the_search(
 ) -> None:
     from learntolearn.cli import main
 
-    monkeypatch.setattr(search_space, "search_config", lambda profile: TINY)
+    monkeypatch.setattr("learntolearn.catalogue.entries.search_config", lambda profile: TINY)
     args = ["reproduce", "--profile", "smoke", "--chapter", "08_hyperparameter_search"]
     assert main([*args, "--plan"]) == 0
-    assert f"hyperparameter search {TINY.key}: 18 trials" in capsys.readouterr().out
+    assert "search/mnist-mlp             18 trials" in capsys.readouterr().out
     assert not search_runs.summary_path(TINY).exists()
     assert main([*args, "--quiet"]) == 0
     assert search_runs.summary_path(TINY).is_file()
     assert main(args) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+# --- bad input (issue 21) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "folder"])
+def test_a_damaged_trial_store_is_named_in_one_line(
+    digits: None, store: Path, damage: str, capsys: pytest.CaptureFixture
+) -> None:
+    config = replace(TINY, trials=1, repeats=1, population=1)
+    path = search_runs._folder(config) / "trials.db"
+    if damage == "truncated":
+        search_runs.run_search(config, progress=False, deadline=time.monotonic() + 60)
+        search_runs.summary_path(config).unlink()
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "garbage":
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"not a database" * 100)
+    else:
+        path.mkdir(parents=True)
+    with pytest.raises(search_runs.StudyStoreError, match="not a readable Optuna trial store"):
+        search_runs.run_search(config, progress=False)
+
+
+def test_a_truncated_summary_is_planned_again_not_called_stored(
+    digits: None, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from learntolearn.cli import main
+
+    path = search_runs.run_search(TINY, progress=False)
+    path.write_text(path.read_text()[:200])
+    monkeypatch.setattr("learntolearn.catalogue.entries.search_config", lambda profile: TINY)
+    args = ["reproduce", "--profile", "smoke", "--chapter", "08_hyperparameter_search", "--plan"]
+    assert main(args) == 0
+    assert "nothing to do" not in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not valid JSON"):
+        search_runs.load_summary(TINY, compute=False)
+
+
+def test_a_finished_search_is_not_rewritten(digits: None, store: Path) -> None:
+    path = search_runs.run_search(TINY, progress=False)
+    before = path.read_bytes()
+    time.sleep(1.1)  # a rewrite would record another date
+    assert search_runs.run_search(TINY, progress=False) == path
+    assert path.read_bytes() == before
+
+
+def test_a_study_another_process_holds_is_refused_at_once(digits: None, store: Path) -> None:
+    from learntolearn.io import training_lock
+
+    study = search_runs.studies(TINY)[0]
+    lock = search_runs._folder(TINY) / f"{study.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with training_lock(lock, "another process"):
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match="search study"):
+            search_runs.run_search(TINY, workers=2, progress=False)
+        assert time.monotonic() - start < 5

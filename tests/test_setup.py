@@ -13,10 +13,8 @@ import nbformat
 import pytest
 
 from learntolearn import cli, paths
+from learntolearn.catalogue import experiment, plan, run
 from learntolearn.cli import main
-from learntolearn.experiments import plan
-from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.runner import run
 from learntolearn.reporting import notebooks
 from learntolearn.reporting.notebooks import execute, notebook_profile, stable_cell_ids
 
@@ -238,7 +236,7 @@ def test_a_chapter_at_the_smoke_profile_uses_the_scratch_store(fresh_root, monke
 
 def test_reproduce_prints_a_plan_with_estimates_and_trains_nothing(store_dir, monkeypatch, capsys):
     run(experiment("sinusoid/oracle", "smoke"), device="cpu", progress=False)
-    monkeypatch.setattr("learntolearn.experiments.runner.train", _no_training)
+    monkeypatch.setattr("learntolearn.fewshot.runs.train", _no_training)
     argv = ["reproduce", "--chapter", "01_meta_learning", "--device", "cpu"]
     assert main([*argv, "--plan"]) == 0
     out = capsys.readouterr().out
@@ -255,7 +253,7 @@ def test_reproduce_prints_a_plan_with_estimates_and_trains_nothing(store_dir, mo
 
 
 def test_reproduce_refuses_the_paper_profile_on_a_cpu(store_dir, monkeypatch, capsys):
-    monkeypatch.setattr("learntolearn.experiments.runner.train", _no_training)
+    monkeypatch.setattr("learntolearn.fewshot.runs.train", _no_training)
     argv = ["reproduce", "--chapter", "01_meta_learning", "--device", "cpu"]
     assert main(argv) == 2
     captured = capsys.readouterr()
@@ -269,19 +267,17 @@ def test_reproduce_refuses_the_paper_profile_on_a_cpu(store_dir, monkeypatch, ca
 
 def test_reproduce_with_nothing_missing(store_dir, monkeypatch, capsys):
     monkeypatch.setattr(cli, "chapter_experiments", lambda c, p: ("sinusoid/oracle",))
-    monkeypatch.setattr("learntolearn.experiments.optimizer_config.CHAPTER_OPTIMIZERS", {})
-    monkeypatch.setattr(cli, "_missing_search", lambda chapters, args: None)
     run(experiment("sinusoid/oracle", "smoke"), device="cpu", progress=False)
-    monkeypatch.setattr("learntolearn.experiments.runner.train", _no_training)
+    monkeypatch.setattr("learntolearn.fewshot.runs.train", _no_training)
     assert main(["reproduce", "--profile", "smoke", "--device", "cpu"]) == 0
     assert "nothing to do" in capsys.readouterr().out
 
 
 def test_reproduce_plans_the_learned_optimizers(store_dir, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "chapter_experiments", lambda c, p: ())
+    monkeypatch.setattr(cli, "chapter_experiments", lambda c, p: ("l2l/mnist",))
     assert main(["reproduce", "--profile", "paper", "--device", "cpu", "--plan"]) == 0
     out = capsys.readouterr().out
-    assert "learned optimizer l2l/mnist: 10,000 horizons of mnist" in out
+    assert "l2l/mnist                    10,000 horizons" in out
     # the paper profile on a CPU refuses them without --allow-cpu, before any training
     assert main(["reproduce", "--profile", "paper", "--device", "cpu"]) == 2
     assert "--allow-cpu" in capsys.readouterr().err

@@ -2,9 +2,9 @@
 
 One task data model (:mod:`learntolearn.tasks`) flows through every algorithm
 (:mod:`learntolearn.methods`); experiments are configs with stable keys
-(:mod:`learntolearn.experiments.config`) whose results live in a store
+(:mod:`learntolearn.fewshot.config`) whose results live in a store
 (:mod:`learntolearn.experiments.store`) and are produced by
-:func:`learntolearn.experiments.runner.run`. The layers, lowest first: core (``tasks``,
+:func:`learntolearn.fewshot.runs.run`. The layers, lowest first: core (``tasks``,
 ``objective``, ``io``, ``paths``), ``data`` and ``models``, ``methods``, ``analysis``,
 ``experiments``, ``reporting`` and the CLI; each imports only from its own layer or lower ones.
 """

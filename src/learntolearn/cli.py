@@ -9,19 +9,31 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from learntolearn.experiments.analyses import ANALYSES
-from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
-from learntolearn.experiments.plan import budget_seconds, duration, plan, print_plan, store_for
-from learntolearn.experiments.registry import CHAPTERS, chapter_experiments, experiment, names
-from learntolearn.experiments.store import Result, ResultStore
+from learntolearn.catalogue import (
+    CHAPTERS,
+    chapter_experiments,
+    experiment,
+    kind_of,
+    names,
+    run,
+    store_for,
+)
+from learntolearn.catalogue.plan import plan, print_plan
+from learntolearn.experiments.clock import budget_seconds, deadline_after, duration, passed
+from learntolearn.experiments.spec import PROFILES, ConfigError, Spec
+from learntolearn.fewshot.config import ExperimentConfig
+from learntolearn.fewshot.store import ResultStore
+from learntolearn.fewshot.stored_analyses import ANALYSES
 from learntolearn.io import load_json
+from learntolearn.learned_optimizers.config import OptimizerConfig
+from learntolearn.learned_optimizers.runs import FOLDER, OptimizerResult, OptimizerStore
 from learntolearn.paths import results_dir
 from learntolearn.reporting.tables import fmt_step
+from learntolearn.search.space import SearchConfig
 
 __all__ = ["main"]
 
@@ -40,15 +52,17 @@ EPILOG = (
 )
 
 
-def _config(spec: str, profile: str) -> ExperimentConfig:
-    """A registered experiment name, or the path of a JSON config file."""
+def _config(spec: str, profile: str) -> Spec:
+    """An experiment's name, or the path of a JSON config file (a few-shot run's fields, or a
+    learned optimizer's: one with a ``problem``)."""
     path = Path(spec)
     if spec.endswith(".json") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"config file {spec} does not exist")
-        remedy = "fix the file (fields as in results/*/config.json)"
-        return ExperimentConfig.from_dict(load_json(path, remedy))
-    return experiment(spec, profile)
+        data = load_json(path, "fix the file (fields as in results/*/config.json)")
+        kind = OptimizerConfig if isinstance(data, dict) and "problem" in data else ExperimentConfig
+        return kind.from_dict(data)
+    return experiment(spec, profile)  # type: ignore[no-any-return]
 
 
 def _positive(text: str) -> int:
@@ -70,12 +84,27 @@ def _budget(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
-def _summary(result: Result) -> str:
+def _summary(result: Any) -> str:
+    """What ``train``, ``evaluate`` and ``list -v`` print of a stored result (any kind)."""
+    if isinstance(result, dict):  # the search's summary
+        c, made = result["config"], result["provenance"]
+        best = min(min(s["values"]) for s in result["studies"].values())
+        return (
+            f"search {c['name']} ({c['profile']}): {len(result['studies'])} studies, best "
+            f"validation error {best:.4f} ({made['wall_time_s']:.0f} s, {made['date']})"
+        )
     c, p = result.config, result.provenance
-    lines = [
-        f"{result.key}  ({c.method}, profile {c.profile}, {c.iterations} iterations, "
-        f"{p['device']}, {p['wall_time_s']:.0f} s, {p['date']})"
-    ]
+    lines = [f"{result.key}  ({kind_of(c)}, profile {c.profile}, {c.iterations} iterations, "]
+    lines[0] += f"{p['device']}, {p['wall_time_s']:.0f} s, {p['date']})"
+    if isinstance(result, OptimizerResult):
+        for setting, found in result.metrics["eval"].items():
+            finals = ", ".join(
+                f"{m} {v['final'][0]:.3g}"
+                for m, v in found.items()
+                if isinstance(v, dict) and "final" in v
+            )
+            lines.append(f"  [{setting}] final loss: {finals}")
+        return "\n".join(lines)
     for mode, curves in result.metrics["eval"].items():
         for k, ev in curves.items():
             steps = [i for i in (0, 1, 5, 10) if i < len(ev["mean"])]
@@ -85,55 +114,58 @@ def _summary(result: Result) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from learntolearn.experiments.runner import run
-
-    for spec in args.experiments:
-        cfg = _config(spec, args.profile)
-        result = run(
-            cfg,
-            device=args.device,
-            store=store_for(cfg),
-            progress=not args.quiet,
-            checkpoint_every=args.checkpoint_every,
-            task_chunk=args.task_chunk,
-        )
+    """Load or compute every experiment named (all checked first), of any kind."""
+    specs = [_config(spec, args.profile) for spec in args.experiments]
+    deadline = deadline_after(getattr(args, "budget", None))
+    for spec in specs:
+        try:
+            result = run(spec, **_run_options(args, deadline))
+        except InterruptedError as err:
+            print(f"budget spent: {err}")
+            return 0
         print(_summary(result))
     return 0
 
 
+def _run_options(args: argparse.Namespace, deadline: float | None) -> dict[str, Any]:
+    """The options of ``catalogue.run`` a command's arguments set."""
+    return {
+        "device": getattr(args, "device", "auto"),
+        "progress": not args.quiet,
+        "deadline": deadline,
+        "checkpoint_every": getattr(args, "checkpoint_every", None),
+        "task_chunk": getattr(args, "task_chunk", None),
+        "workers": getattr(args, "workers", 1),
+    }
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    """Re-evaluate stored parameters; compare with the stored metrics, or replace them."""
+    """Re-evaluate stored results; compare with the stored metrics, or replace them."""
     from learntolearn.experiments import provenance
-    from learntolearn.experiments.compare import compare_evaluations
-    from learntolearn.experiments.device import resolve_device
-    from learntolearn.experiments.evaluation import evaluate
-    from learntolearn.experiments.runner import build
+    from learntolearn.fewshot.runs import reevaluate
+    from learntolearn.learned_optimizers.runs import reevaluate_optimizer
 
     status = 0
-    for spec in args.experiments:
-        cfg = _config(spec, args.profile)
-        store = store_for(cfg)
-        result = store.get(cfg)
-        if result is None:
-            print(f"{cfg.key}: no stored result; train it first", file=sys.stderr)
-            status = 1
+    for spec in [_config(s, args.profile) for s in args.experiments]:
+        if not isinstance(spec, ExperimentConfig | OptimizerConfig):
+            print(
+                f"{spec.key}: {run(spec, progress=False) and 'summary verified'}; a search "
+                "is re-run from an empty trial store (its trials are deterministic)"
+            )
             continue
-        dev = resolve_device(args.device)
-        if args.write:
-            store.check_writable()
-        fresh = evaluate(cfg, build(cfg, dev), result.params(dev))
-        if args.write:
-            record = provenance.collect(dev, wall_time_s=0.0)
-            del record["wall_time_s"]
-            result = store.update_evaluation(cfg, fresh, record)
-            print(_summary(result))
-            print(f"  evaluation re-computed on {dev} and stored")
-            continue
-        verdict = compare_evaluations(fresh, result.metrics["eval"])
-        made = result.provenance.get("evaluation", result.provenance)
+        if isinstance(spec, OptimizerConfig):
+            if args.write:
+                raise ConfigError("--write re-evaluates few-shot runs only")
+            result, verdict = reevaluate_optimizer(spec, store_for(spec), args.device)
+        else:
+            result, verdict = reevaluate(spec, store_for(spec), args.device, write=args.write)
         print(_summary(result))
+        if verdict is None:
+            print(f"  evaluation re-computed on {args.device} and stored")
+            continue
+        made = result.provenance.get("evaluation", result.provenance)
         print(
-            f"  re-evaluated on {dev} ({provenance.cpu_capability()}; stored: "
+            f"  re-evaluated ({provenance.cpu_capability()}; stored: "
             f"{made.get('cpu_capability', 'not recorded')}): {verdict}"
         )
         status |= 0 if verdict.ok else 1
@@ -141,40 +173,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyse(args: argparse.Namespace) -> int:
-    """Compute (or load) a stored analysis of trained results (analyses.py)."""
-    from learntolearn.experiments.analyses import analyse
+    """Compute (or load) a stored analysis of trained results (stored_analyses.py)."""
+    from learntolearn.catalogue import analyse
 
-    for spec in args.experiments:
-        cfg = _config(spec, args.profile)
-        values = analyse(
-            cfg, args.analysis, device=args.device, store=store_for(cfg), progress=not args.quiet
-        )
-        print(f"{cfg.key}: {args.analysis} stored ({', '.join(values)})")
+    for spec in [_config(s, args.profile) for s in args.experiments]:
+        if not isinstance(spec, ExperimentConfig):
+            raise ConfigError(f"{spec.name}: analyses apply to few-shot runs")
+        values = analyse(spec, args.analysis, device=args.device, progress=not args.quiet)
+        print(f"{spec.key}: {args.analysis} stored ({', '.join(values)})")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    """List the store of ``--profile`` (without it: the committed store, then the scratch one)."""
-    from learntolearn.experiments.method_table import METHODS
-
+    """List the stores of ``--profile`` (without it: the committed store, then the scratch one):
+    few-shot runs and learned optimizers; damaged folders are named and set the exit status."""
     roots = (
         [results_dir(args.profile)] if args.profile else [results_dir(), results_dir(scratch=True)]
     )
     shown, status = 0, 0
     for i, root in enumerate(dict.fromkeys(roots)):
-        results, damaged = ResultStore(root).scan()
+        fewshot, damaged = ResultStore(root).scan()
+        optimizers, damaged_optimizers = OptimizerStore(root / FOLDER).scan()
+        results: list[Any] = [*fewshot, *optimizers]
+        damaged.update(damaged_optimizers)
         if args.profile:
             results = [r for r in results if r.config.profile == args.profile]
         if i and results:
             print(f"{chr(10) if shown else ''}scratch store {root} (not committed):")
         if results and not args.verbose:
-            print(f"{'key':45s} {'method':9s} {'device':30s} {'train time':>10s}  date")
+            print(f"{'key':45s} {'kind':17s} {'device':30s} {'train time':>10s}  date")
         for r in results:
-            label = METHODS[r.config.method].label(r.config)
             print(
                 _summary(r)
                 if args.verbose
-                else f"{r.key:45s} {label:9s} {r.provenance['device'][:30]:30s} "
+                else f"{r.key:45s} {_label(r.config):17s} {r.provenance['device'][:30]:30s} "
                 f"{r.provenance['wall_time_s']:8.0f} s  {r.provenance['date']}"
             )
         for path, why in damaged.items():
@@ -186,187 +218,112 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return status
 
 
-def _cmd_experiments(args: argparse.Namespace) -> int:
-    from learntolearn.experiments.method_table import METHODS
+def _label(spec: Spec) -> str:
+    """A few-shot run's method label, else the kind."""
+    from learntolearn.fewshot.method_table import METHODS
 
-    print(f"{'name':28s} {'method':9s} key (profile {args.profile})")
+    if isinstance(spec, ExperimentConfig):
+        return METHODS[spec.method].label(spec)
+    return kind_of(spec)
+
+
+def _cmd_experiments(args: argparse.Namespace) -> int:
+    print(f"{'name':33s} {'kind':17s} key (profile {args.profile})")
     for name in names():
-        cfg = experiment(name, args.profile)
-        print(f"{name:28s} {METHODS[cfg.method].label(cfg):9s} {cfg.key}")
+        spec = experiment(name, args.profile)
+        print(f"{name:33s} {_label(spec):17s} {spec.key}")
     return 0
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    """Print the plan (missing experiments, iterations, estimated time, what fits the budget);
-    then train them, unless ``--plan``, or the paper profile on a CPU without ``--allow-cpu``.
-    With ``--budget``, every run stops cleanly when the budget is spent (checkpointed, to be
-    resumed by the same command)."""
-
+    """Print the plan (missing experiments of every kind, their length, estimated time, what
+    fits the budget); then compute them in plan order, unless ``--plan``, or the paper profile
+    on a CPU without ``--allow-cpu``. With ``--budget``, every run stops cleanly when the
+    budget is spent (checkpointed, to be resumed by the same command)."""
+    from learntolearn.experiments import distributed
     from learntolearn.experiments.device import resolve_device
-    from learntolearn.experiments.optimizer_config import CHAPTER_OPTIMIZERS
 
     chapters = args.chapter or list(CHAPTERS)  # names are checked by chapter_experiments
     todo = list(dict.fromkeys(n for c in chapters for n in chapter_experiments(c, args.profile)))
-    optimizers = [n for c in chapters for n in CHAPTER_OPTIMIZERS.get(c, ())]
     if args.only:
-        optimizers = [n for n in optimizers if n in args.only]
-        unknown = sorted(set(args.only) - set(todo) - set(optimizers))
+        unknown = sorted(set(args.only) - set(todo))
         if unknown:
             raise ConfigError(
                 f"--only {', '.join(unknown)}: not an experiment of the chosen chapters at "
-                f"profile {args.profile}; pick from {', '.join([*todo, *optimizers])}"
+                f"profile {args.profile}; pick from {', '.join(todo)}"
             )
         todo = [n for n in todo if n in args.only]
-    optimizers = _missing_optimizers(optimizers, args.profile)
-    search = _missing_search(chapters, args)
-    budget = args.budget
-    deadline = None if budget is None else time.monotonic() + budget
+    deadline = deadline_after(args.budget)
     dev = resolve_device(args.device)
     steps, stored = plan(todo, args.profile, dev.type)
-    if not steps and not optimizers and search is None:
+    if not steps:
         print(f"nothing to do: the {stored} experiments at profile {args.profile} are stored")
         return 0
-    if steps:
-        print_plan(steps, stored, args.profile, str(dev), budget)
-    for c in optimizers:
-        print(f"learned optimizer {c.name}: {c.iterations:,} horizons of {c.problem} (chapter 7)")
-    if search is not None:
-        from learntolearn.experiments.search_runs import studies
-
-        trials = sum(s.trials for s in studies(search))
-        print(
-            f"hyperparameter search {search.key}: {trials:,} trials of about 0.3 s on one CPU "
-            "thread each (chapter 8; `learntolearn search --workers 2` runs it on two cores)"
-        )
+    print_plan(steps, stored, args.profile, str(dev), args.budget)
     if args.plan:
         return 0
-    training = [s for s in steps if s.trains]
-    if (
-        (training or optimizers)
-        and args.profile == "paper"
-        and dev.type == "cpu"
-        and (not args.allow_cpu)
-    ):
+    training = [s for s in steps if s.trains and not isinstance(s.config, _CPU_SIZED)]
+    if training and args.profile == "paper" and dev.type == "cpu" and not args.allow_cpu:
         known = sum(s.seconds or 0.0 for s in training)
         estimate = f" (at least ~ {duration(known)} by the plan above)" if known else ""
         raise RuntimeError(
-            f"the paper profile would train {len(training) + len(optimizers)} experiment(s) on "
-            f"the CPU{estimate}; "
-            "run it on a GPU machine, pick runs with --chapter or --profile cpu, or pass "
-            "--allow-cpu (make reproduce ALLOW_CPU=1) to train on the CPU anyway"
+            f"the paper profile would train {len(training)} experiment(s) on the CPU"
+            f"{estimate}; run it on a GPU machine, pick runs with --chapter or --profile cpu, "
+            "or pass --allow-cpu (make reproduce ALLOW_CPU=1) to train on the CPU anyway"
         )
-    if deadline is None:
-        args.experiments = [s.name for s in steps]
-        code = _cmd_train(args) if steps else 0
-        code = code or _train_optimizers(optimizers, args, None)
-        return code or _run_search(search, None, not args.quiet)
-    from learntolearn.experiments import distributed
-    from learntolearn.experiments.runner import run
-
+    options = _run_options(args, deadline)
     for s in steps:
-        spent = time.monotonic() >= deadline
+        spent = passed(deadline)
         if distributed.world()[1] > 1:  # rank 0's clock decides for every rank
             spent = distributed.agree(spent, dev)
         if spent:
             print("budget spent: the runs left wait for the next sitting")
             break
-        if not s.trains and store_for(s.config).trained_like(s.config) is None:
+        if distributed.world()[1] > 1 and not isinstance(s.config, ExperimentConfig):
+            print(f"{s.name}: runs in one process; run it without torchrun")
+            continue
+        if not s.trains and store_for(s.config).trained_like(s.config) is None:  # type: ignore[attr-defined]
             print(f"{s.name}: waits for the run it is evaluated from ({s.twin})")
             continue
         try:
-            result = run(
-                s.config,
-                device=dev,
-                store=store_for(s.config),
-                progress=not args.quiet,
-                checkpoint_every=args.checkpoint_every,
-                deadline=deadline,
-                task_chunk=args.task_chunk,
-            )
-        except InterruptedError:
-            record = store_for(s.config).progress(s.config) or {}
-            size = record.get("checkpoint_bytes", 0) / 2**20
-            print(
-                f"{s.name}: {record.get('iteration', 0):,} of {s.config.iterations:,} "
-                f"iterations when the budget ran out; checkpoint "
-                f"{store_for(s.config).checkpoint_path(s.config)} ({size:.1f} MiB); the same "
-                "command resumes it"
-            )
+            result = run(s.config, **options)
+        except InterruptedError as err:
+            print(_sitting_end(s.name, s.config, err))
             return 0
         print(_summary(result))
-    code = _train_optimizers(optimizers, args, deadline)
-    return code or _run_search(search, deadline, not args.quiet)
-
-
-def _missing_search(chapters: list[str], args: argparse.Namespace) -> Any:
-    """Chapter 8's search config, if the chapters include it and its summary is not stored."""
-    from learntolearn.experiments.search_runs import summary_path
-    from learntolearn.experiments.search_space import search_config
-
-    if "08_hyperparameter_search" not in chapters or args.only:
-        return None
-    config = search_config(args.profile)
-    return None if summary_path(config).is_file() else config
-
-
-def _run_search(config: Any, deadline: float | None, progress: bool) -> int:
-    """Run the search (one process) until the monotonic ``deadline``; it resumes next time."""
-    from learntolearn.experiments.search_runs import run_search
-
-    if config is None:
-        return 0
-    if deadline is not None and time.monotonic() >= deadline:
-        print("budget spent: the hyperparameter search waits for the next sitting")
-        return 0
-    wall = None if deadline is None else time.time() + (deadline - time.monotonic())
-    path = run_search(config, progress=progress, deadline=wall)
-    print("budget spent: the search continues next time" if path is None else f"{path}: stored")
     return 0
 
 
-def _missing_optimizers(names: list[str], profile: str) -> list[Any]:
-    """The configs of the learned-optimizer experiments ``names`` not stored at ``profile``."""
-    from learntolearn.experiments.optimizer_config import optimizer_experiment
-    from learntolearn.experiments.optimizer_runs import stored
-
-    configs = [optimizer_experiment(n, profile) for n in dict.fromkeys(names)]
-    return [c for c in configs if not stored(c)]
+_CPU_SIZED = (SearchConfig,)  # the search is the book's own, sized for a CPU at every profile
 
 
-def _train_optimizers(configs: list[Any], args: argparse.Namespace, deadline: float | None) -> int:
-    """Train the learned optimizers ``configs`` until ``deadline`` (they resume next time)."""
-    from learntolearn.experiments import distributed
-    from learntolearn.experiments.optimizer_runs import run_optimizer
-
-    if configs and distributed.world()[1] > 1:
-        print("learned optimizers train in one process: run them without torchrun")
-        return 0
-    for c in configs:
-        if deadline is not None and time.monotonic() >= deadline:
-            print("budget spent: the learned optimizers left wait for the next sitting")
-            break
-        try:
-            run_optimizer(c, device=args.device, progress=not args.quiet, deadline=deadline)
-        except InterruptedError as err:
-            print(f"{c.name}: {err}")
-            break
-        print(f"{c.key}: stored")
-    return 0
+def _sitting_end(name: str, spec: Spec, err: InterruptedError) -> str:
+    """What a run that the budget stopped says: how far it is and where its checkpoint is."""
+    if not isinstance(spec, ExperimentConfig):
+        return f"{name}: {err}"
+    store = store_for(spec)
+    record = store.progress(spec) or {}
+    size = record.get("checkpoint_bytes", 0) / 2**20
+    return (
+        f"{name}: {record.get('iteration', 0):,} of {spec.iterations:,} iterations when the "
+        f"budget ran out; checkpoint {store.checkpoint_path(spec)} ({size:.1f} MiB); the same "
+        "command resumes it"
+    )
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from learntolearn.experiments.search_runs import run_search, studies
-    from learntolearn.experiments.search_space import search_config
+    from learntolearn.catalogue.search import search_config
+    from learntolearn.search.studies import studies, summary_path
 
     config = search_config(args.profile)
     count = sum(s.trials for s in studies(config))
     print(f"search {config.key}: {len(studies(config))} studies, {count:,} trials")
-    deadline = None if args.budget is None else time.time() + args.budget
-    path = run_search(config, workers=args.workers, progress=not args.quiet, deadline=deadline)
-    if path is None:
+    try:
+        run(config, **_run_options(args, deadline_after(args.budget)))
+    except InterruptedError:
         print("budget spent: the same command continues the search")
-    else:
-        print(f"summary: {path}")
+        return 0
+    print(f"summary: {summary_path(config)}")
     return 0
 
 
@@ -385,41 +342,26 @@ EXPERIMENTS_HELP = (
 )
 
 
-def _cmd_train_optimizer(args: argparse.Namespace) -> int:
-    from learntolearn.experiments.optimizer_config import optimizer_experiment
-    from learntolearn.experiments.optimizer_runs import run_optimizer
-
-    deadline = None if args.budget is None else time.monotonic() + args.budget
-    configs = [optimizer_experiment(n, args.profile) for n in args.experiments]  # all checked
-    for config in configs:
-        try:
-            result = run_optimizer(
-                config, device=args.device, progress=not args.quiet, deadline=deadline
-            )
-        except InterruptedError as err:
-            print(f"budget spent: {err}")
-            return 0
-        for setting, found in result.metrics["eval"].items():
-            finals = ", ".join(
-                f"{m} {v['final'][0]:.3g}"
-                for m, v in found.items()
-                if isinstance(v, dict) and "final" in v
-            )
-            print(f"{result.config.key} [{setting}] final loss: {finals}")
-    return 0
-
-
 def _parser() -> argparse.ArgumentParser:
     """The argument parser: one subcommand per task, every option with its help."""
     parser = argparse.ArgumentParser(prog="learntolearn", description=DESCRIPTION, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        name: str, help: str, profile: str, default: str | None = "paper", epilog: str = ""
+        name: str,
+        help: str,
+        profile: str,
+        default: str | None = "paper",
+        epilog: str = "",
+        aliases: Sequence[str] = (),
     ) -> argparse.ArgumentParser:
         """A subcommand; ``profile`` is the help of its --profile, ``default`` its default."""
         p = sub.add_parser(
-            name, help=help, description=f"{help[0].upper()}{help[1:]}.", epilog=epilog or None
+            name,
+            help=help,
+            description=f"{help[0].upper()}{help[1:]}.",
+            epilog=epilog or None,
+            aliases=list(aliases),
         )
         p.add_argument("--profile", choices=PROFILES, default=default, help=profile)
         return p
@@ -440,9 +382,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--checkpoint-every",
             type=_positive,
-            default=1000,
             metavar="N",
-            help="write a resumable checkpoint every N iterations (N >= 1; default: 1000)",
+            help="write a resumable checkpoint every N iterations (N >= 1; default: 1000 for a "
+            "few-shot run, 50 horizons for a learned optimizer)",
         )
         p.add_argument(
             "--task-chunk",
@@ -453,20 +395,22 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     by_name = f"the profile of the registered names: {PROFILE_HELP} (default: paper)"
-    p = add("train", "train (or load) experiments, store and print their results", by_name)
+    p = add(
+        "train",
+        "train (or load) experiments of any kind (few-shot runs, learned optimizers, the "
+        "search), store and print their results",
+        by_name,
+        aliases=("train-optimizer",),  # its old name for the learned optimizers
+    )
     experiments(p)
     training_options(p)
-    p.set_defaults(func=_cmd_train)
-
-    p = add(
-        "train-optimizer",
-        "train (or load) learned optimizers (chapter 7), store and print their final losses",
-        by_name,
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        metavar="TIME",
+        help="stop cleanly after this much time (e.g. 45m); the same command resumes",
     )
-    p.add_argument("experiments", nargs="+", metavar="NAME", help="l2l/quadratic, l2l/mnist, ...")
-    device(p)
-    quiet_and_budget(p, "stop cleanly after this much time (e.g. 45m); the same command resumes")
-    p.set_defaults(func=_cmd_train_optimizer)
+    p.set_defaults(func=_cmd_train)
 
     p = add(
         "search",
@@ -477,7 +421,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Trials go to results-search/ (an Optuna SQLite study per search); rerun the "
         "same command after an interruption and it continues where it stopped.",
     )
-    p.add_argument("--workers", type=_positive, default=1, help="parallel processes (default: 1)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="parallel processes, at most one per core (default: 1)",
+    )
     quiet_and_budget(p, "start no trial after this much time (e.g. 5m); the same command continues")
     p.set_defaults(func=_cmd_search)
 
@@ -569,10 +518,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_values(argv: list[str]) -> list[str]:
+    """``--budget -5m`` as ``--budget=-5m``: argparse would take a value that starts with '-'
+    for an option and say the budget is missing; its own check then names what is wrong."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--budget" and arg.startswith("-"):
+            out[-1] = f"--budget={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_values(sys.argv[1:] if argv is None else list(argv)))
     if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 alone prints (and stores)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     try:

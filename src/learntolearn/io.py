@@ -109,9 +109,14 @@ def save_json(path: Path, obj: Any) -> None:
 
 
 def load_json(path: Path, remedy: str = "it is damaged: delete it to recompute it") -> Any:
-    """Read a JSON file; a malformed one gets an error naming it, the parse error and ``remedy``."""
+    """Read a UTF-8 JSON file; a malformed one, or one that is not UTF-8 text (UTF-16, binary),
+    gets a :class:`ValueError` naming it, the parse error and ``remedy``."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON (it is not UTF-8 text: {err}); {remedy}"
+        ) from err
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); {remedy}") from err
 

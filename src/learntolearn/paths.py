@@ -16,7 +16,8 @@ all run the same code:
     ``smoke`` profile, and configs that are not registered experiments (JSON files).
 
 ``<root>`` is the checkout that holds ``pyproject.toml`` (the package is installed editable),
-or the current directory for a non-editable install.
+or the current directory for a non-editable install. A variable that names a file (or a path
+inside one) is refused when the folder is asked for, naming the variable.
 """
 
 from __future__ import annotations
@@ -46,8 +47,23 @@ def project_root() -> Path:
 
 
 def _env_path(var: str, default: Path) -> Path:
+    """The folder that ``var`` names, or ``default`` when it is unset (or empty)."""
     value = os.environ.get(var, "").strip()
-    return Path(value).expanduser().resolve() if value else default
+    if not value:
+        return default
+    path = Path(value).expanduser().resolve()
+    _check_folder(var, path)
+    return path
+
+
+def _check_folder(var: str, path: Path) -> None:
+    """Refuse a setting that names a file, or a path inside one: no folder can be there."""
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))  # / exists
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(
+            f"{var}={path}: {existing} is a file, not a folder; point {var} at a folder, or "
+            "unset it"
+        )
 
 
 def data_dir() -> Path:

@@ -48,8 +48,10 @@ def _find(relpath: str) -> Path | None:
 
 
 def read_split(path: Path) -> dict[str, list[str]]:
-    """The files of each class of a Ravi split CSV (``filename,label`` rows), in file order."""
+    """The files of each class of a Ravi split CSV (``filename,label`` rows, each file once), in
+    file order."""
     by_class: dict[str, list[str]] = {}
+    first_line: dict[str, int] = {}  # file name -> the line that lists it
     with open(path, newline="") as fh:
         rows = csv.reader(fh)
         if next(rows, None) != ["filename", "label"]:
@@ -57,6 +59,13 @@ def read_split(path: Path) -> dict[str, list[str]]:
         for i, row in enumerate(rows, start=2):
             if len(row) != 2 or not row[0] or "/" in row[0] or row[0].startswith("."):
                 raise DataError(f"{path}, line {i}: expected 'filename,label', got {row!r}")
+            if row[0] in first_line:
+                raise DataError(
+                    f"{path}, line {i}: {row[0]} is listed already on line {first_line[row[0]]}; "
+                    "an image may be listed once: remove the duplicate row, or restore the "
+                    "published split file"
+                )
+            first_line[row[0]] = i
             by_class.setdefault(row[1], []).append(row[0])
     if not by_class:
         raise DataError(f"{path} lists no images")

@@ -4,9 +4,10 @@ The optimizee of "Learning to learn by gradient descent by gradient descent" (An
 al., NIPS 2016, Sec. 3.2): 60 000 training and 10 000 test images of 28x28 handwritten digits.
 torchvision reads the four official IDX files and checks each against its MD5. The files are
 looked for in ``data_dir()/mnist`` (``LEARNTOLEARN_DATA``), then in the cache; found ones are
-verified (``SHA256SUMS`` beside them, else torchvision's MD5) and copied where torchvision
-expects them, ``cache_dir()/mnist/MNIST/raw``; missing ones torchvision downloads from its
-official mirrors, checking the same MD5s.
+verified (torchvision's MD5, and ``SHA256SUMS`` beside them if it lists them) and copied where
+torchvision expects them, ``cache_dir()/mnist/MNIST/raw``, whose files are checked against the
+same MD5s before torchvision reads them; missing ones torchvision downloads from its official
+mirrors, checking the same MD5s.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ class Digits:
 
 
 def _stage(root: Path) -> list[str]:
-    """Copy verified files of the data folder to torchvision's raw folder (once); returns the
-    names of the files that are in neither."""
+    """Copy verified files of the data folder to torchvision's raw folder (once), and check
+    the official MD5 of every file there, so that torchvision never finds a damaged one (it
+    would try to download it again and report only that); returns the names of the files that
+    are in neither."""
     raw, missing = root / "MNIST" / "raw", []
     for name, md5 in MNIST.resources:
         target = raw / name
@@ -52,7 +55,9 @@ def _stage(root: Path) -> list[str]:
                 if not target.is_file():
                     atomic_write(target, lambda tmp, s=source: shutil.copyfile(s, tmp))
                 break
-        if not target.is_file():
+        if target.is_file():
+            check_digest(target, md5)
+        else:
             missing.append(name)
     return missing
 
@@ -86,6 +91,11 @@ def flat_digits(train: bool) -> tuple[Tensor, Tensor]:
     return digits.images.flatten(1), digits.labels
 
 
+def _one_line(err: BaseException) -> str:
+    """``err``'s message with its lines joined, so that none of it is cut off."""
+    return " ".join(str(err).split()).rstrip(".")
+
+
 def _load(root: Path, train: bool, download: bool) -> Digits:
     missing = _stage(root)
     if missing and not download:
@@ -98,12 +108,13 @@ def _load(root: Path, train: bool, download: bool) -> Digits:
     try:
         with quiet:  # with every file staged, torchvision verifies and extracts, offline
             data = MNIST(str(root), train=train, download=True)
-    except RuntimeError as err:
-        raise DataError(f"cannot read MNIST from {root}: {err}. {REMEDY}") from err
+    except RuntimeError as err:  # torchvision's download errors span several lines
+        raise DataError(f"cannot read MNIST from {root}: {_one_line(err)}. {REMEDY}") from err
     except OSError as err:  # offline
         raise MissingDataError(
             f"MNIST is not in {', '.join(str(f) for f in folders('mnist'))} and downloading it "
-            f"failed: {err}. Set LEARNTOLEARN_DATA to a folder holding mnist/*-ubyte.gz"
+            f"failed: {_one_line(err)}. Set LEARNTOLEARN_DATA to a folder holding "
+            "mnist/*-ubyte.gz"
         ) from err
     images = data.data.unsqueeze(1).to(torch.float32) / 255.0
     return Digits(images, data.targets.clone())

@@ -2,9 +2,10 @@
 
 A data set ``name`` is looked for in ``data_dir()/name`` (read only; ``LEARNTOLEARN_DATA``),
 then in ``cache_dir()/name``; a missing file is downloaded from its official source into the
-cache, atomically and only if its MD5 matches. Every file is checked against ``SHA256SUMS``
-beside it when that lists it, else against the official MD5. Archive members are checked for
-names that would leave the archive or are links before any is read.
+cache, atomically and only if its MD5 matches. Every file is checked against its official MD5
+and against ``SHA256SUMS`` beside it when that lists it (a line there replaces the official
+MD5 only for archives that may be re-packed, see :func:`check_digest`). Archive members are
+checked for names that would leave the archive or are links before any is read.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "folders",
     "is_unsafe",
     "locate",
+    "open_archive",
 ]
 
 REMEDY = (
@@ -95,34 +97,73 @@ def locate(dataset: str, relpath: str, url: str, md5: str | None, allow_download
     return dest
 
 
-def check_digest(path: Path, md5: str) -> str:
-    """Verify ``path`` against ``SHA256SUMS`` beside it if that lists it, else the official MD5.
-
-    Returns the file's SHA-256, the key under which decoded caches remember their sources.
-    """
+def _digests(path: Path) -> tuple[str, str]:
+    """The SHA-256 and MD5 of ``path``, read once."""
     sha, md = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             sha.update(chunk)
             md.update(chunk)
-    sums = path.parent / "SHA256SUMS"
-    listed: dict[str, str] = {}
-    if sums.is_file():
-        for line in sums.read_text().splitlines():
-            digest, _, name = line.strip().partition(" ")
-            listed[name.strip().lstrip("*")] = digest.lower()
-    if path.name in listed:
-        if sha.hexdigest() != listed[path.name]:
-            raise DataError(
-                f"{path} has SHA-256 {sha.hexdigest()} but {sums} lists {listed[path.name]}: "
-                f"the file is damaged or was replaced. {REMEDY}"
-            )
-    elif md.hexdigest() != md5:
+    return sha.hexdigest(), md.hexdigest()
+
+
+def _listed(sums: Path) -> dict[str, str]:
+    """File name -> SHA-256, from the ``<digest>  <name>`` lines of ``sums`` (if it exists)."""
+    if not sums.is_file():
+        return {}
+    try:
+        text = sums.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
         raise DataError(
-            f"{path} has MD5 {md.hexdigest()}, not the official {md5}, and no SHA256SUMS beside "
-            f"it lists the file, so it cannot be verified. {REMEDY}"
+            f"{sums} is not a text file of '<SHA-256>  <file name>' lines ({err}): restore it "
+            "from the data set's source, or delete it to check the files against their "
+            "official MD5"
+        ) from err
+    listed: dict[str, str] = {}
+    for line in text.splitlines():
+        digest, _, name = line.strip().partition(" ")
+        listed[name.strip().lstrip("*")] = digest.lower()
+    return listed
+
+
+def check_digest(path: Path, md5: str, *, allow_repacked: bool = False) -> str:
+    """Verify ``path`` against the official MD5 and against ``SHA256SUMS`` beside it, if that
+    lists it.
+
+    A ``SHA256SUMS`` line cannot stand in for the official MD5: a file changed and listed anew
+    is refused. Only with ``allow_repacked`` (archives that are legitimately re-packed, such as
+    the shared copy of Omniglot's zips) does a matching line replace the official MD5.
+    Returns the file's SHA-256, the key under which decoded caches remember their sources.
+    """
+    sha, md = _digests(path)
+    sums = path.parent / "SHA256SUMS"
+    listed = _listed(sums).get(path.name)
+    if listed is not None and sha != listed:
+        raise DataError(
+            f"{path} has SHA-256 {sha} but {sums} lists {listed}: "
+            f"the file is damaged or was replaced. {REMEDY}"
         )
-    return sha.hexdigest()
+    if md == md5 or (allow_repacked and listed is not None):
+        return sha
+    if listed is None and allow_repacked:
+        reason = "and no SHA256SUMS beside it lists the file, so it cannot be verified"
+    elif listed is None:
+        reason = "so it is damaged or not the official file"
+    else:
+        reason = (
+            f"though {sums} lists its SHA-256: the file was changed and SHA256SUMS written "
+            "anew, which cannot replace the official checksum"
+        )
+    raise DataError(f"{path} has MD5 {md}, not the official {md5}, {reason}. {REMEDY}")
+
+
+def open_archive(path: Path) -> zipfile.ZipFile:
+    """``zipfile.ZipFile(path)``; a truncated or damaged archive gets an error naming it."""
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        message = f"cannot open {path} ({err}): it is truncated or damaged. {REMEDY}"
+        raise DataError(message) from err
 
 
 def is_unsafe(info: zipfile.ZipInfo) -> bool:

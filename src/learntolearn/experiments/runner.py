@@ -1,61 +1,32 @@
-"""``run(config)``: load the stored result for the config's key, or train, evaluate and store it.
+"""The one entry point of every kind: the stored result of a config, or compute and store it.
 
-A config becomes a :class:`Setup` through the two tables: the task family (network, loss,
-sampler, test sets) and the method (how to build it, its outer loop, its observers).
+:func:`obtain` is the life cycle every kind shares: look the key up in the store it is handed
+(the engine never decides where a result lives), refuse to compute under
+``LEARNTOLEARN_NO_TRAIN``, check that the result could be saved, take the key's lock (a second
+process computing the same key is refused at once), and only then call the kind's ``compute``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
-from learntolearn.analysis.meta_gradients import step_cost
 from learntolearn.experiments import distributed, provenance
-from learntolearn.experiments.config import ExperimentConfig
 from learntolearn.experiments.device import cpu_numerics, resolve_device
-from learntolearn.experiments.evaluation import evaluate, milestones
-from learntolearn.experiments.method_table import METHODS, MethodEntry
-from learntolearn.experiments.plan import store_for
-from learntolearn.experiments.store import Result, ResultStore, check_writable_folder
-from learntolearn.experiments.task_families import FAMILIES, TaskFamily
-from learntolearn.experiments.training import RunSettings, TrainState, train
-from learntolearn.methods.protocol import Method
-from learntolearn.objective import Objective, Params, init_params
-from learntolearn.paths import runs_dir
-from learntolearn.tasks import TaskBatch, TaskDistribution
+from learntolearn.experiments.spec import Spec
+from learntolearn.experiments.store import Store, Stored
 
-__all__ = ["MissingResultError", "Setup", "begin_computing", "build", "run"]
+__all__ = ["MissingResultError", "begin_computing", "obtain"]
+
+R = TypeVar("R", bound=Stored)
 
 
 class MissingResultError(RuntimeError):
-    """Training was needed but is not allowed here (``LEARNTOLEARN_NO_TRAIN`` is set)."""
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What a config turns into: the method over its objective, the initial parameters, the
-    training task stream, and the table entries it came from."""
-
-    method: Method
-    params: Params
-    tasks: TaskDistribution
-    family: TaskFamily
-    entry: MethodEntry
-
-    @property
-    def objective(self) -> Objective:
-        return self.method.objective
-
-    def prepare(self, batch: TaskBatch) -> TaskBatch:
-        """The batch as the method sees it (the oracle: with the task's amplitude and phase)."""
-        return self.entry.prepare(batch)
+    """Computing was needed but is not allowed here (``LEARNTOLEARN_NO_TRAIN`` is set)."""
 
 
 def begin_computing(
@@ -70,163 +41,34 @@ def begin_computing(
     return dev, provenance.git_state()
 
 
-def build(config: ExperimentConfig, device: torch.device) -> Setup:
-    """The config's network (seeded), method and training tasks, on ``device``."""
-    family, entry = FAMILIES[config.tasks], METHODS[config.method]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = family.network(config, entry.extra_inputs).to(device)
-    objective = Objective(model, family.loss)
-    method = entry.build(config, objective)
-    return Setup(method, init_params(model), family.sampler(config, device), family, entry)
-
-
-def run(
-    config: ExperimentConfig,
+def obtain(
+    spec: Spec,
+    store: Store[R],
+    compute: Callable[[torch.device, dict[str, Any]], R | None],
     *,
-    device: str | torch.device = "auto",
-    store: ResultStore | None = None,
-    progress: bool = True,
-    checkpoint_every: int = 1000,
-    stop_after: int | None = None,
-    deadline: float | None = None,
-    task_chunk: int | None = None,
-) -> Result:
-    """The stored result for ``config``; trains (resuming any checkpoint) when there is none.
+    device: str | torch.device,
+    command: str,
+) -> R:
+    """The result of ``spec`` in ``store``, or ``compute(device, code state)`` it.
 
-    Without ``store``, the store the config belongs to: ``results/`` for a registered experiment
-    at a committed profile, the scratch store otherwise (:func:`~.plan.store_for`). The run's
-    checkpoint and progress record live in the store's ``in-progress/`` folder until the
-    result is stored; a second process training the same key meanwhile is refused at once.
-    ``stop_after`` (iterations) or ``deadline`` (a :func:`time.monotonic` time) end this
-    sitting early with :class:`InterruptedError`; the same call resumes it. ``task_chunk``: see
-    :class:`~.training.RunSettings` (less memory; the same result up to rounding). In a
-    distributed run every rank trains, rank 0 evaluates and stores, and every rank returns the
-    stored result once it is stored.
+    ``command`` is what a user runs to compute it (named when computing is not allowed). In a
+    distributed run rank 0 alone holds the lock; ``compute`` returns None on the other ranks,
+    and every rank returns the result rank 0 stored.
     """
-    store = store or store_for(config)
     distributed.barrier()  # every rank sees what rank 0 stored last (a no-op in one process)
-    found = store.get(config)
+    found = store.get(spec)
     if found is not None:
         return found
     dev, code = begin_computing(
         device,
-        f"no stored result for {config.key} in {store.root}, and LEARNTOLEARN_NO_TRAIN is "
-        f"set; run `python -m learntolearn train {config.name} --profile {config.profile}` "
-        "(or `make reproduce`) and commit the new folder under results/",
+        f"no stored result for {spec.key} in {store.root}, and LEARNTOLEARN_NO_TRAIN is set; "
+        f"run `python -m learntolearn {command}` (or `make reproduce`) and commit the new "
+        "folder under results/",
     )
     store.check_writable()
-    checkpoint = store.checkpoint_path(config)
-    check_writable_folder(checkpoint.parent, f"{store.root} (its {checkpoint.parent.name}/)")
     rank, _ = distributed.world()
-    with store.training_lock(config) if rank == 0 else contextlib.nullcontext():
-        legacy = runs_dir() / f"{config.key}.pt"  # where checkpoints lived before in-progress/
-        if rank == 0 and legacy.is_file() and not checkpoint.is_file():
-            shutil.move(legacy, checkpoint)
-        distributed.barrier()  # the checkpoint is where every rank looks for it
-        result = _compute(
-            config, store, dev, code, progress, checkpoint_every, stop_after, deadline, task_chunk
-        )
+    with store.training_lock(spec) if rank == 0 else contextlib.nullcontext():
+        stored_meanwhile = store.get(spec)  # by the process that held the lock before us
+        result = stored_meanwhile if stored_meanwhile is not None else compute(dev, code)
     distributed.barrier()  # rank 0 has stored it
-    return result if result is not None else store.get(config)  # type: ignore[return-value]
-
-
-def _compute(
-    config: ExperimentConfig,
-    store: ResultStore,
-    dev: torch.device,
-    code: dict[str, Any],
-    progress: bool,
-    checkpoint_every: int,
-    stop_after: int | None,
-    deadline: float | None,
-    task_chunk: int | None,
-) -> Result | None:
-    """Train (or, for a run trained the same way, evaluate) and store; None on ranks but 0."""
-    rank, ranks = distributed.world()
-    checkpoint = store.checkpoint_path(config)
-    sittings = list((store.progress(config) or {}).get("sittings", []))
-    sitting = {
-        "from": store.resumable_iteration(config),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **code,
-        "device": provenance.device_name(dev),
-        "ranks": ranks,
-        "task_chunk": task_chunk,
-    }
-
-    def on_checkpoint(state: TrainState) -> None:
-        sitting.update(to=state.iteration, total_wall_time_s=round(state.wall_time_s, 1))
-        store.save_progress(
-            config,
-            {
-                "key": config.key,
-                "name": config.name,
-                "profile": config.profile,
-                "iteration": state.iteration,
-                "iterations": config.iterations,
-                "milestones": state.observed.get("milestones", []),
-                "checkpoint_bytes": checkpoint.stat().st_size,
-                "sittings": [*sittings, sitting],
-            },
-        )
-
-    settings = RunSettings(
-        key=config.key,
-        iterations=config.iterations,
-        seed=config.seed,
-        device=dev,
-        checkpoint=checkpoint,
-        checkpoint_every=min(checkpoint_every, config.iterations),
-        progress=progress,
-        stop_after=stop_after,
-        deadline=deadline,
-        task_chunk=task_chunk,
-        on_checkpoint=on_checkpoint,
-    )
-    setup = build(config, dev)
-    twin = store.trained_like(config)
-    if twin is not None:  # trained already under another evaluation protocol: evaluate only
-        if rank != 0:
-            return None
-        start = time.perf_counter()
-        params = twin.params(dev)
-        evaluation = evaluate(config, setup, params)
-        made = provenance.collect(dev, time.perf_counter() - start, code)
-        trained_as = twin.provenance.get("trained_as", twin.key)  # the run that trained it
-        made = {**twin.provenance, "trained_as": trained_as, "evaluation": made}
-        # the twin's milestones scored its own test tasks: they stay with the run that trained
-        kept = {k: v for k, v in twin.metrics["train"].items() if k != "milestones"}
-        train_metrics = {"train": kept, "eval": evaluation}
-        return store.save(config, train_metrics, made, params)
-    # A fixed batch of meta-training tasks, from its own generator: the observers and the cost
-    # measurement see the same tasks, and the training stream is untouched.
-    fixed = setup.prepare(
-        setup.tasks.sample(config.meta_batch, torch.Generator(dev).manual_seed(config.seed + 7919))
-    )
-    observers = [*setup.entry.observers(config, setup.method, fixed), *milestones(config, setup)]
-    state = train(
-        setup.method,
-        setup.params,
-        lambda g: setup.prepare(setup.tasks.sample(config.meta_batch, g)),
-        setup.entry.outer(config),
-        settings,
-        observers,
-    )
-    if state.iteration < config.iterations:
-        raise InterruptedError(
-            f"{config.key} stopped at iteration {state.iteration}/{config.iterations}; "
-            f"run it again to resume from {checkpoint}"
-        )
-    if rank != 0:
-        return None
-    train_metrics: dict[str, Any] = {"iterations": state.iteration, "history": state.history}
-    train_metrics.update({name: records for name, records in state.observed.items() if records})
-    train_metrics["cost"] = step_cost(setup.method.loss, state.params, fixed)
-    metrics = {"train": train_metrics, "eval": evaluate(config, setup, state.params)}
-    made = provenance.collect(dev, state.wall_time_s, code)
-    if sittings:  # trained over several sittings: each one's commit, device and iterations
-        made["sittings"] = [*sittings, {**sitting, "to": state.iteration}]
-    result = store.save(config, metrics, made, state.params)
-    store.end_progress(config)
-    return result
+    return result if result is not None else store.get(spec)  # type: ignore[return-value]

@@ -1,31 +1,38 @@
-"""The results store: one folder per experiment key, committed with the book.
+"""The results store: one folder per experiment key, for every kind of experiment.
 
-``results/<key>/`` holds ``config.json`` (the experiment), ``metrics.json`` (what the book
-prints, with the SHA-256 of ``model.pt`` under ``model_sha256``), ``provenance.json`` (commit,
-device, versions, wall time, date) and ``model.pt`` (the trained parameters: small, loaded with
-``weights_only=True`` after its checksum is verified). A folder appears atomically, whole or
-not at all, and is never overwritten. A damaged folder is reported, and does not keep the rest
-of the store from being read.
+``<root>/<key>/`` holds ``config.json`` (the experiment), ``metrics.json`` (what the book
+prints), ``provenance.json`` (commit, device, versions, wall time, date), one tensor file (the
+trained parameters, loaded with ``weights_only=True``) and ``SHA256SUMS``: the SHA-256 of each of
+those four files, in ``sha256sum``'s format, verified whenever the folder is read. A folder
+appears atomically, whole or not at all, and is never overwritten; a damaged one is reported
+and does not keep the rest of the store from being read. A folder whose name is not a key
+(``<name>-<profile>-<10 hex digits>``) is not a result and is left alone.
 
-A run still in progress lives in ``<store>/in-progress/``: ``<key>.pt`` (the resumable
-checkpoint: parameters, optimiser state, generator state, history) and ``<key>.json`` (what the
-book shows of it: iterations done, the milestone evaluations, one record per sitting). In the
-committed store both are tracked by git, so a long run advances over sittings on any machine.
+A run still in progress lives in ``<root>/in-progress/``: ``<key>.pt`` (the resumable
+checkpoint) and ``<key>.json`` (what the book shows of it: iterations done, the milestone
+evaluations, one record per sitting). In the committed store both are tracked by git, so a long
+run advances over sittings on any machine.
+
+The store knows nothing of the kinds: a :class:`Layout` says which config class reads a
+folder's ``config.json``, what the tensor file is called and which result class to return.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
-from learntolearn.experiments.config import ConfigError, ExperimentConfig
+from learntolearn.experiments.spec import ConfigError, Spec
 from learntolearn.io import (
     atomic_folder,
+    atomic_write,
     load_json,
     load_tensors,
     save_json,
@@ -34,76 +41,59 @@ from learntolearn.io import (
     training_lock,
 )
 from learntolearn.objective import Params
-from learntolearn.paths import results_dir
 
 __all__ = [
+    "CHECKSUMS",
     "IN_PROGRESS",
     "DamagedResultError",
-    "Result",
-    "ResultStore",
+    "Layout",
+    "Store",
+    "Stored",
     "check_writable_folder",
     "checkpoint_iteration",
 ]
 
-FILES = ("config.json", "metrics.json", "provenance.json", "model.pt")
 IN_PROGRESS = "in-progress"  # the folder of runs in progress, beside the results
-# the other stores' folders: the learned optimizers (experiments/optimizer_runs) and the
-# hyperparameter searches' summaries (experiments/search_runs)
-OTHER = ("learned-optimizers", "search")
+CHECKSUMS = "SHA256SUMS"
+JSON_FILES = ("config.json", "metrics.json", "provenance.json")
+KEY = re.compile(r"[a-z0-9][a-z0-9_-]*-(smoke|cpu|paper)-[0-9a-f]{10}")
 
 
 class DamagedResultError(ValueError):
-    """A result folder is incomplete, unreadable or does not match its checksum or key."""
+    """A result folder is incomplete, unreadable or does not match its checksums or key."""
 
 
 @dataclass(frozen=True)
-class Result:
-    config: ExperimentConfig
+class Stored:
+    """A stored result of any kind: its config, metrics, provenance and folder."""
+
+    config: Any
     metrics: dict[str, Any]
     provenance: dict[str, Any]
     path: Path
 
     @property
     def key(self) -> str:
-        return self.config.key
+        return str(self.config.key)
 
-    def curve(self, key: str, shots: int | None = None) -> dict[str, Any]:
-        """The stored fine-tuning curve under metric ``key`` (a batch-norm mode, or a sinusoid
-        region) for ``shots`` support examples (default: the first of ``eval_shots``)."""
-        k = self.config.eval_shots[0] if shots is None else shots
-        return self.metrics["eval"][key][str(k)]
+
+R = TypeVar("R", bound=Stored)
+
+
+@dataclass(frozen=True)
+class Layout(Generic[R]):
+    """How one kind's results are stored: the config class that reads ``config.json``, the
+    tensor file's name, the metrics field that held its SHA-256 before ``SHA256SUMS`` existed
+    (still written, for readers of the old format) and the result class."""
+
+    spec: type[Spec]
+    tensors: str
+    result: Callable[[Any, dict[str, Any], dict[str, Any], Path], R]
+    tensor_sha_field: str = "model_sha256"
 
     @property
-    def reported_step(self) -> int:
-        """The adaptation step the papers report (``test_steps``; else the last one)."""
-        c = self.config
-        return c.test_steps if c.test_steps is not None else c.eval_steps
-
-    @property
-    def cost(self) -> dict[str, float]:
-        """Wall time and saved memory of one meta-iteration, measured at the end of training."""
-        return self.metrics["train"]["cost"]
-
-    def params(self, device: str | torch.device = "cpu") -> Params:
-        """The trained parameters (plain tensors, no grad), after checking the checksum."""
-        _verify_model(self.path, self.metrics)
-        return load_tensors(self.path / "model.pt", map_location=device)
-
-
-def _verify_model(path: Path, metrics: dict[str, Any]) -> None:
-    expected = metrics.get("model_sha256")
-    if expected is None:
-        raise DamagedResultError(
-            f"{path / 'metrics.json'} records no model_sha256, so {path / 'model.pt'} cannot be "
-            "verified; delete the folder to recompute it"
-        )
-    found = sha256(path / "model.pt")
-    if found != expected:
-        raise DamagedResultError(
-            f"{path / 'model.pt'} has SHA-256 {found[:12]}…, not the {expected[:12]}… its "
-            "metrics record: the file was damaged or replaced; restore it from git "
-            f"(git checkout -- {path}) or delete the folder to recompute it"
-        )
+    def files(self) -> tuple[str, ...]:
+        return (*JSON_FILES, self.tensors)
 
 
 def checkpoint_iteration(path: Path) -> int:
@@ -133,55 +123,91 @@ def check_writable_folder(folder: Path, what: str) -> None:
         ) from err
 
 
-class ResultStore:
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root is not None else results_dir()
+def write_checksums(folder: Path, files: tuple[str, ...]) -> None:
+    """Write ``SHA256SUMS`` for ``files`` of ``folder`` (atomically)."""
+    lines = "".join(f"{sha256(folder / name)}  {name}\n" for name in files)
+    atomic_write(folder / CHECKSUMS, lambda tmp: tmp.write_text(lines))
 
-    def checkpoint_path(self, config: ExperimentConfig) -> Path:
-        """The resumable checkpoint of ``config``'s run while it is in progress."""
-        return self.root / IN_PROGRESS / f"{config.key}.pt"
 
-    def progress(self, config: ExperimentConfig) -> dict[str, Any] | None:
-        """The progress record of ``config``'s run in progress (None: no run in progress)."""
-        path = self.checkpoint_path(config).with_suffix(".json")
-        if not path.is_file() or not self.checkpoint_path(config).is_file():
+def verify_checksums(folder: Path, files: tuple[str, ...]) -> None:
+    """Check every file of ``files`` against ``SHA256SUMS``; a :class:`DamagedResultError`
+    names the first that differs (or a missing record) and how to mend it."""
+    restore = f"restore the folder from git (git checkout -- {folder}) or delete it to recompute it"
+    path = folder / CHECKSUMS
+    try:
+        listed = dict(
+            reversed(line.split(None, 1)) for line in path.read_text("ascii").splitlines() if line
+        )
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise DamagedResultError(f"{path} cannot be read ({err}); {restore}") from err
+    for name in files:
+        expected = listed.get(name)
+        if expected is None:
+            raise DamagedResultError(f"{path} records no checksum of {name}; {restore}")
+        found = sha256(folder / name)
+        if found != expected:
+            raise DamagedResultError(
+                f"{folder / name} has SHA-256 {found[:12]}…, not the {expected[:12]}… that "
+                f"{CHECKSUMS} records: the file was damaged or replaced; {restore}"
+            )
+
+
+class Store(Generic[R]):
+    """The results of one kind under ``root`` (see the module's docstring)."""
+
+    def __init__(self, root: Path, layout: Layout[R]) -> None:
+        self.root = Path(root)
+        self.layout = layout
+
+    # --- runs in progress ---------------------------------------------------------------
+    def checkpoint_path(self, spec: Spec) -> Path:
+        """The resumable checkpoint of ``spec``'s run while it is in progress."""
+        return self.root / IN_PROGRESS / f"{spec.key}.pt"
+
+    def progress(self, spec: Spec) -> dict[str, Any] | None:
+        """The progress record of ``spec``'s run in progress (None: no run in progress)."""
+        path = self.checkpoint_path(spec).with_suffix(".json")
+        if not path.is_file() or not self.checkpoint_path(spec).is_file():
             return None
         return load_json(path)
 
-    def resumable_iteration(self, config: ExperimentConfig) -> int:
-        """Iterations done in ``config``'s checkpoint (see :func:`checkpoint_iteration`)."""
-        return checkpoint_iteration(self.checkpoint_path(config))
+    def resumable_iteration(self, spec: Spec) -> int:
+        """Iterations done in ``spec``'s checkpoint (see :func:`checkpoint_iteration`)."""
+        return checkpoint_iteration(self.checkpoint_path(spec))
 
-    def training_lock(self, config: ExperimentConfig) -> contextlib.AbstractContextManager[None]:
-        """Held while a process trains ``config``: a second one is refused at once, before it
+    def training_lock(self, spec: Spec) -> contextlib.AbstractContextManager[None]:
+        """Held while a process trains ``spec``: a second one is refused at once, before it
         resumes the same checkpoint (an advisory ``flock`` on ``in-progress/<key>.lock``)."""
-        return training_lock(self.checkpoint_path(config).with_suffix(".lock"), config.key)
+        return training_lock(self.checkpoint_path(spec).with_suffix(".lock"), spec.key)
 
-    def save_progress(self, config: ExperimentConfig, record: dict[str, Any]) -> None:
+    def save_progress(self, spec: Spec, record: dict[str, Any]) -> None:
         """Write (atomically) the progress record beside the checkpoint."""
-        save_json(self.checkpoint_path(config).with_suffix(".json"), record)
+        save_json(self.checkpoint_path(spec).with_suffix(".json"), record)
 
-    def end_progress(self, config: ExperimentConfig) -> None:
+    def end_progress(self, spec: Spec) -> None:
         """Remove the checkpoint and progress record of a run that is stored now."""
-        checkpoint = self.checkpoint_path(config)
+        checkpoint = self.checkpoint_path(spec)
         for path in (checkpoint, checkpoint.with_suffix(".json")):
             path.unlink(missing_ok=True)
-
-    def path(self, config: ExperimentConfig) -> Path:
-        return self.root / config.key
-
-    def get(self, config: ExperimentConfig) -> Result | None:
-        """The stored result of ``config``, or None if there is none."""
-        path = self.path(config)
-        return self._load(path) if path.is_dir() else None
 
     def check_writable(self) -> None:
         """Fail now, before hours of training, if a result could not be saved here."""
         check_writable_folder(self.root, "LEARNTOLEARN_RESULTS (the results store)")
+        check_writable_folder(self.root / IN_PROGRESS, f"{self.root} (its {IN_PROGRESS}/)")
 
-    def _config(self, path: Path) -> ExperimentConfig:
+    # --- stored results -----------------------------------------------------------------
+    def path(self, spec: Spec) -> Path:
+        return self.root / spec.key
+
+    def get(self, spec: Spec) -> R | None:
+        """The stored result of ``spec``, or None if there is none."""
+        path = self.path(spec)
+        return self.load(path) if path.is_dir() else None
+
+    def config_of(self, path: Path) -> Any:
+        """The config stored in result folder ``path``, checked against the folder's name."""
         try:
-            config = ExperimentConfig.from_dict(load_json(path / "config.json"))
+            config = self.layout.spec.from_dict(load_json(path / "config.json"))
         except (ConfigError, ValueError, OSError) as err:
             raise DamagedResultError(
                 f"{path / 'config.json'} is not a valid config: {err}"
@@ -193,109 +219,93 @@ class ResultStore:
             )
         return config
 
-    def _load(self, path: Path) -> Result:
-        for name in FILES:
+    def load(self, path: Path) -> R:
+        """The result in folder ``path``, every file verified against ``SHA256SUMS``."""
+        for name in (*self.layout.files, CHECKSUMS):
             if not (path / name).is_file():
                 raise DamagedResultError(
                     f"result folder {path} is incomplete ({name} is missing); "
-                    "delete the folder to recompute it"
+                    "restore it from git or delete the folder to recompute it"
                 )
-        config = self._config(path)
+        verify_checksums(path, self.layout.files)
+        config = self.config_of(path)
         try:
             metrics = load_json(path / "metrics.json")
             record = load_json(path / "provenance.json")
         except (ValueError, OSError) as err:
             raise DamagedResultError(str(err)) from err
-        _verify_model(path, metrics)
-        return Result(config, metrics, record, path)
+        return self.layout.result(config, metrics, record, path)
+
+    def tensors(self, result: Stored, device: str | torch.device = "cpu") -> Any:
+        """The result's tensor file (verified again: it may have changed since it was read)."""
+        verify_checksums(result.path, (self.layout.tensors,))
+        return load_tensors(result.path / self.layout.tensors, map_location=device)
 
     def save(
         self,
-        config: ExperimentConfig,
+        spec: Spec,
         metrics: dict[str, Any],
         provenance: dict[str, Any],
-        params: Params,
-    ) -> Result:
+        tensors: Params,
+    ) -> R:
         """Write a result; an existing result for the same key is never overwritten."""
-        final = self.path(config)
+        layout = self.layout
 
         def write(tmp: Path) -> None:
-            save_tensors(tmp / "model.pt", {k: v.detach().cpu() for k, v in params.items()})
-            save_json(tmp / "config.json", config.to_dict())
-            save_json(tmp / "metrics.json", {**metrics, "model_sha256": sha256(tmp / "model.pt")})
+            save_tensors(tmp / layout.tensors, {k: v.detach().cpu() for k, v in tensors.items()})
+            save_json(tmp / "config.json", spec.to_dict())
+            digest = sha256(tmp / layout.tensors)
+            save_json(tmp / "metrics.json", {**metrics, layout.tensor_sha_field: digest})
             save_json(tmp / "provenance.json", provenance)
+            write_checksums(tmp, layout.files)
 
-        atomic_folder(final, write)
-        return self._load(final)
+        atomic_folder(self.path(spec), write)
+        return self.load(self.path(spec))
 
-    def update_evaluation(
-        self, config: ExperimentConfig, evaluation: dict[str, Any], record: dict[str, Any]
-    ) -> Result:
-        """Replace a stored result's evaluation (its trained parameters stay as they are).
-
-        Used when the evaluation code improves: ``record`` (commit, device, date of the new
-        evaluation) is kept under ``provenance["evaluation"]``, beside the training record.
-        """
-        return self._update(self._require(config), {"eval": evaluation}, {"evaluation": record})
-
-    def add_analysis(
-        self, config: ExperimentConfig, name: str, values: dict[str, Any], record: dict[str, Any]
-    ) -> Result:
-        """Store analysis ``name`` of a trained result under ``metrics["analyses"][name]``, with
-        its own record under ``provenance["analyses"][name]``."""
-        result = self._require(config)
-        return self._update(
-            result,
-            {"analyses": {**result.metrics.get("analyses", {}), name: values}},
-            {"analyses": {**result.provenance.get("analyses", {}), name: record}},
-        )
-
-    def _require(self, config: ExperimentConfig) -> Result:
-        result = self.get(config)
-        if result is None:
-            raise FileNotFoundError(f"no stored result for {config.key} in {self.root}")
-        return result
-
-    def _update(
-        self, result: Result, metrics: dict[str, Any], provenance: dict[str, Any]
-    ) -> Result:
-        """Merge ``metrics`` and ``provenance`` into a stored result's files."""
+    def update(self, result: Stored, metrics: dict[str, Any], provenance: dict[str, Any]) -> R:
+        """Merge ``metrics`` and ``provenance`` into a stored result's files (a new evaluation
+        or analysis; the tensors stay as they are) and their checksums."""
+        verify_checksums(result.path, self.layout.files)
         save_json(result.path / "metrics.json", {**result.metrics, **metrics})
         save_json(result.path / "provenance.json", {**result.provenance, **provenance})
-        return self._load(result.path)
+        write_checksums(result.path, self.layout.files)
+        return self.load(result.path)
 
-    def trained_like(self, config: ExperimentConfig) -> Result | None:
-        """A stored result trained exactly as ``config`` would be (same training key): its
-        parameters can be evaluated under ``config`` instead of training again. Damaged
-        folders are passed over (``list`` reports them)."""
-        for path in self._folders():
-            try:
-                other = self._config(path)
-                if other.training_key == config.training_key and other.key != config.key:
-                    return self._load(path)
-            except DamagedResultError:
-                continue
-        return None
-
-    def _folders(self) -> list[Path]:
+    def folders(self) -> list[Path]:
+        """The folders named like a result's key (anything else is not the store's)."""
         if not self.root.is_dir():
             return []
-        return [
-            p
-            for p in sorted(self.root.iterdir())
-            if p.is_dir() and not p.name.startswith(".") and p.name not in (IN_PROGRESS, *OTHER)
-        ]
+        return [p for p in sorted(self.root.iterdir()) if p.is_dir() and KEY.fullmatch(p.name)]
 
-    def scan(self) -> tuple[list[Result], dict[Path, str]]:
+    def scan(self) -> tuple[list[R], dict[Path, str]]:
         """Every readable result, sorted by key, and for each damaged folder what is wrong."""
         results, damaged = [], {}
-        for path in self._folders():
+        for path in self.folders():
             try:
-                results.append(self._load(path))
+                results.append(self.load(path))
             except DamagedResultError as err:
                 damaged[path] = str(err)
         return results, damaged
 
-    def results(self) -> list[Result]:
+    def results(self) -> list[R]:
         """Every readable result, sorted by key (see :meth:`scan` for the damaged ones)."""
         return self.scan()[0]
+
+    def add_checksums(self) -> list[Path]:
+        """Migration (once, for folders stored before ``SHA256SUMS``): write it for every result
+        folder that lacks one and whose tensor file matches the SHA-256 its metrics record;
+        returns the folders given one. A folder that fails that check is left as it is."""
+        added = []
+        tensor_sha = self.layout.tensor_sha_field
+        for path in self.folders():
+            if (path / CHECKSUMS).exists():
+                continue
+            try:
+                self.config_of(path)
+                recorded = load_json(path / "metrics.json").get(tensor_sha)
+            except (DamagedResultError, ValueError, OSError):
+                continue
+            if recorded is not None and recorded == sha256(path / self.layout.tensors):
+                write_checksums(path, self.layout.files)
+                added.append(path)
+        return added

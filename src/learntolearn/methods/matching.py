@@ -5,7 +5,7 @@
 
 with c the cosine similarity, y_i one-hot, and f = g the embedding; with full context
 embeddings (Sec. 2.1.2, App. A) g reads the whole support set through a bidirectional LSTM and
-f attends to it for K steps (:class:`~learntolearn.models.metric.FullContext`). Training
+f attends to it for K steps (:class:`~learntolearn.models.metric_networks.FullContext`). Training
 maximises log ŷ of the true class on the query set (Eq. 3). ``distance="euclidean"`` is the
 ablation c = −‖f − g‖², which turns the attention into a softmax over distances to every
 support example (Prototypical networks average them first).

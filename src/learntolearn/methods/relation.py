@@ -3,10 +3,11 @@
     r_{i,j} = g_φ(C(f_φ(x_i), f_φ(x_j)))                                   (Eq. 1)
     φ, ϕ ← argmin Σ_i Σ_j (r_{i,j} − 1(y_i == y_j))²                        (Eq. 2)
 
-f_φ embeds each image as a feature map (:class:`~learntolearn.models.metric.RelationEncoder`),
-C concatenates a class's map with a query's along the channels, and the relation module g_φ
-(:class:`~learntolearn.models.metric.RelationModule`, the network's ``comparator``) scores the
-pair in (0, 1); training regresses the scores onto the one-hot labels with a mean squared
+f_φ embeds each image as a feature map
+(:class:`~learntolearn.models.metric_networks.RelationEncoder`), C concatenates a class's map
+with a query's along the channels, and the relation module g_φ
+(:class:`~learntolearn.models.metric_networks.RelationModule`, the network's ``comparator``)
+scores the pair in (0, 1); training regresses the scores onto the one-hot labels with a mean squared
 error (Sec. 3.2: the score is a similarity, not a class probability). For K > 1 shots a class's
 map is the element-wise sum of its K support maps (Sec. 3.2).
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from learntolearn.experiments.config import ExperimentConfig
-from learntolearn.experiments.registry import chapter_experiments, experiment, not_run
-from learntolearn.experiments.runner import run
-from learntolearn.experiments.store import Result
+from learntolearn.catalogue import chapter_experiments, experiment, not_run, run
+from learntolearn.fewshot.config import ExperimentConfig
+from learntolearn.fewshot.store import Result
 from learntolearn.reporting.tables import Table
 
 __all__ = ["Chapter"]
@@ -26,8 +26,8 @@ Column = Callable[[ExperimentConfig, Result], object]
 class Chapter:
     name: str
     profile: str
-    configs: dict[str, ExperimentConfig]
-    results: dict[str, Result]
+    configs: dict[str, Any]  # every kind: few-shot runs, learned optimizers, the search
+    results: dict[str, Any]
 
     @classmethod
     def load(
@@ -45,7 +45,7 @@ class Chapter:
         configs = {
             n: experiment(n, pick(n)).with_(seed=seed) for n in chapter_experiments(name, profile)
         }
-        results = {n: run(c, device=device, progress=False) for n, c in configs.items()}
+        results = {n: run(c, device=device, progress=False) for n, c in configs.items()}  # type: ignore[arg-type]
         return cls(name, profile, configs, results)
 
     def not_run(self) -> str:
@@ -62,8 +62,9 @@ class Chapter:
         caption: str,
         where: Callable[[ExperimentConfig], bool] = lambda c: True,
     ) -> Table:
-        """A row per run (those ``where`` accepts): ``columns`` (header → value of a config and
-        its result), then the device and the training wall time every runs table ends with."""
+        """A row per few-shot run (those ``where`` accepts): ``columns`` (header → value of a
+        config and its result), then the device and the training wall time every runs table
+        ends with."""
         rows = [
             [
                 n,
@@ -72,6 +73,6 @@ class Chapter:
                 f"{self.results[n].provenance['wall_time_s'] / 60:.1f} min",
             ]
             for n, c in self.configs.items()
-            if where(c)
+            if isinstance(c, ExperimentConfig) and where(c)
         ]
         return Table(["experiment", *columns, "device", "wall time"], rows, caption=caption)

@@ -5,10 +5,12 @@ and runs the notebook in its own folder (``--cwd``), as nbval and myst-nb do. Re
 unchanged chapter gives a byte-identical file: timing metadata that would change on every run is
 removed, and the injected-parameters cell, which papermill creates afresh with a random id on
 every run, keeps the id it had in the input (else gets one derived from the notebook's name and
-the parameters); every other cell keeps its id. Progress bars are disabled in the kernel
-(``TQDM_DISABLE=1``). A notebook executed at a profile whose results are not committed
-(``smoke``) reads and writes the scratch store (:func:`learntolearn.paths.results_dir`) unless
-``LEARNTOLEARN_RESULTS`` is set.
+the parameters); every other cell keeps its id; consecutive stream outputs of one name are
+merged (the kernel splits printed text differently from run to run). Progress bars are
+disabled in the kernel (``TQDM_DISABLE=1``). A notebook executed at a profile whose results
+are not committed (``smoke``) reads and writes the scratch store
+(:func:`learntolearn.paths.results_dir`) unless ``LEARNTOLEARN_RESULTS`` is set. A file that
+is not a notebook is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -21,13 +23,56 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from learntolearn.io import atomic_write
+from learntolearn.io import atomic_write, load_json
 from learntolearn.paths import SCRATCH_PROFILES, results_dir
 
-__all__ = ["execute", "notebook_profile", "stable_cell_ids", "strip_volatile_metadata"]
+__all__ = [
+    "execute",
+    "merge_streams",
+    "notebook_profile",
+    "read_notebook",
+    "stable_cell_ids",
+    "strip_volatile_metadata",
+]
 
 _VOLATILE_NOTEBOOK = ("start_time", "end_time", "duration", "exception", "status")
 _INJECTED = "injected-parameters"
+
+
+def read_notebook(path: Path) -> dict:
+    """The JSON of the notebook at ``path``, refused up front (a :class:`ValueError` naming the
+    file) when it is not JSON or not a Jupyter notebook."""
+    remedy = "pass a Jupyter notebook (.ipynb), e.g. one of book/*.ipynb"
+    nb = load_json(path, remedy)
+    if not (isinstance(nb, dict) and isinstance(nb.get("cells"), list) and "nbformat" in nb):
+        raise ValueError(f"{path} is JSON but not a Jupyter notebook (no cells); {remedy}")
+    return nb
+
+
+def merge_streams(nb: dict) -> dict:
+    """Merge consecutive stream outputs of the same name (stdout, stderr) of every code cell,
+    in place: the kernel may split one printed line into several outputs on one run and not on
+    the next, so the stored notebook would change although its output did not."""
+    for cell in nb.get("cells", []):
+        merged: list[Any] = []
+        for out in cell.get("outputs", []):
+            last = merged[-1] if merged else None
+            if _is_stream(out) and _is_stream(last) and out["name"] == last["name"]:
+                last["text"] = _text(last["text"]) + _text(out["text"])
+            else:
+                merged.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+    return nb
+
+
+def _is_stream(output: Any) -> bool:
+    return isinstance(output, dict) and output.get("output_type") == "stream"
+
+
+def _text(text: str | list[str]) -> str:
+    """A notebook's multi-line string: a list of lines (on disk) or one string (nbformat)."""
+    return "".join(text) if isinstance(text, list) else text
 
 
 def strip_volatile_metadata(nb: dict) -> dict:
@@ -123,7 +168,7 @@ def execute(
     if not notebook.is_file():
         raise FileNotFoundError(f"no notebook at {notebook}")
     target = Path(output).resolve() if output is not None else notebook
-    source = json.loads(notebook.read_text(encoding="utf-8"))
+    source = read_notebook(notebook)
     parameters = {"device": device, **({"profile": profile} if profile else {})}
     env = {"TQDM_DISABLE": "1", "MPLBACKEND": None}  # 'agg' in the kernel would drop figures
     if (profile or notebook_profile(source)) in SCRATCH_PROFILES:
@@ -153,6 +198,7 @@ def execute(
             else:
                 os.environ[k] = v
     strip_volatile_metadata(nb)
+    merge_streams(nb)
     stable_cell_ids(nb, source, notebook.stem, parameters)
     remove_parameter_cells(nb)
     atomic_write(target, lambda p: nbformat.write(nb, p))

@@ -1,7 +1,7 @@
 """Paper-protocol runs that advance over several sittings, as the book shows them.
 
 A paper-protocol Omniglot run takes hours to days on a CPU, so ``reproduce --budget`` advances
-it a sitting at a time (:mod:`learntolearn.experiments.plan`); between sittings its checkpoint
+it a sitting at a time (:mod:`learntolearn.catalogue.plan`); between sittings its checkpoint
 and progress record stay in the store's ``in-progress/`` folder. Along the way the run evaluates
 the fixed test tasks every ``milestone_every`` iterations (``milestones``), at the step the
 paper reports: a learning curve only, never used to pick a model. :func:`progress_runs` reads
@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from learntolearn.experiments.config import ExperimentConfig
-from learntolearn.experiments.plan import duration, store_for
-from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.store import Result
+from learntolearn.catalogue import experiment, store_for
+from learntolearn.experiments.clock import duration
+from learntolearn.fewshot.config import ExperimentConfig
+from learntolearn.fewshot.store import Result
 from learntolearn.reporting.tables import Table, fmt_ci
 
 if TYPE_CHECKING:

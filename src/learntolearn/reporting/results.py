@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from learntolearn.experiments.config import ExperimentConfig
-from learntolearn.experiments.registry import GRADIENT_METHODS, METRIC_METHODS
-from learntolearn.experiments.store import Result
+from learntolearn.catalogue.fewshot import GRADIENT_METHODS, METRIC_METHODS
+from learntolearn.fewshot.config import ExperimentConfig
+from learntolearn.fewshot.store import Result
 from learntolearn.reporting.progress import ProgressRun
 from learntolearn.reporting.published import (
     ANIL_ANIL,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,11 +31,11 @@ from learntolearn.analysis.meta_learner_gates import gate_values
 from learntolearn.analysis.statistics import mean_ci95, score_curve, summarize_curve
 from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, update_directions
 from learntolearn.experiments import provenance
-from learntolearn.experiments.config import ExperimentConfig
-from learntolearn.experiments.evaluation import test_chunks
-from learntolearn.experiments.plan import store_for
-from learntolearn.experiments.runner import Setup, begin_computing, build, run
-from learntolearn.experiments.store import ResultStore
+from learntolearn.experiments.runner import begin_computing
+from learntolearn.fewshot.config import ExperimentConfig
+from learntolearn.fewshot.evaluation import test_chunks
+from learntolearn.fewshot.runs import Setup, build, run
+from learntolearn.fewshot.store import ResultStore
 from learntolearn.methods.anil import HEAD
 from learntolearn.methods.inner_loop import SGD, adapt
 from learntolearn.methods.maml import MAML
@@ -87,7 +87,7 @@ def _update_directions(config: ExperimentConfig, setup: Setup, params: Params) -
 
 
 def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
-    assert config.test_steps is not None
+    assert config.test_steps is not None  # checked by _maml_classifier
     method = setup.method
     if not isinstance(method, MAML):
         raise ValueError(f"feature_reuse analyses MAML and ANIL, not {config.method!r}")
@@ -138,11 +138,7 @@ def _feature_reuse(config: ExperimentConfig, setup: Setup, params: Params) -> di
 
 def _precision(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
     method = setup.method
-    if not isinstance(method, MAML) or method.adapted is not None:
-        raise ValueError(
-            f"precision analyses MAML's meta-gradient (every parameter adapted), not "
-            f"{config.name!r}"
-        )
+    assert isinstance(method, MAML)  # checked by _full_maml
     device = next(iter(params.values())).device
     gen = torch.Generator(device).manual_seed(config.seed + 15_485_863)
     # the paper's meta-batch for 20-way (16 tasks), whatever the profile trained with
@@ -190,19 +186,47 @@ def _precision_points(
 
 def _gates(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
     method = setup.method
-    if not isinstance(method, MetaLearnerLSTM):
-        raise ValueError(f"gates analyses a Meta-Learner LSTM, not {config.name!r}")
+    assert isinstance(method, MetaLearnerLSTM)  # checked by _meta_lstm
     device = next(iter(params.values())).device
     test = setup.family.test_sets(config)[0]
     batch = next(iter(test_chunks(setup, test.tasks(), device)))  # the first test tasks
     return {"tasks": batch.num_tasks, **gate_values(method, params, batch)}
 
 
-ANALYSES: dict[str, Callable[[ExperimentConfig, Setup, Params], dict[str, Any]]] = {
-    "gates": _gates,
-    "update_directions": _update_directions,
-    "precision": _precision,
-    "feature_reuse": _feature_reuse,
+def _meta_lstm(c: ExperimentConfig) -> str | None:
+    return None if c.method == "meta-lstm" else "analyses a Meta-Learner LSTM"
+
+
+def _full_maml(c: ExperimentConfig) -> str | None:
+    if c.method == "maml" and c.inner_params is None:
+        return None
+    return "analyses MAML's meta-gradient (every parameter adapted)"
+
+
+def _maml_classifier(c: ExperimentConfig) -> str | None:
+    if c.method == "maml" and c.test_steps is not None:
+        return None
+    return "analyses a MAML or ANIL classifier (Omniglot, miniImageNet)"
+
+
+def _any(c: ExperimentConfig) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """``applies(config)``: why it does not apply to a config (None: it does), checked before
+    anything is trained; ``compute(config, setup, trained parameters)``: its values."""
+
+    applies: Callable[[ExperimentConfig], str | None]
+    compute: Callable[[ExperimentConfig, Setup, Params], dict[str, Any]]
+
+
+ANALYSES: dict[str, Analysis] = {
+    "gates": Analysis(_meta_lstm, _gates),
+    "update_directions": Analysis(_any, _update_directions),
+    "precision": Analysis(_full_maml, _precision),
+    "feature_reuse": Analysis(_maml_classifier, _feature_reuse),
 }
 
 
@@ -211,15 +235,17 @@ def analyse(
     name: str,
     *,
     device: str | torch.device = "auto",
-    store: ResultStore | None = None,
+    store: ResultStore,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The stored analysis ``name`` of ``config``'s result; computed (training first if the
-    result itself is missing) and stored when absent."""
+    """The stored analysis ``name`` of ``config``'s result in ``store``; computed (training
+    first if the result itself is missing) and stored when absent."""
     if name not in ANALYSES:
         raise ValueError(f"unknown analysis {name!r}; known: {sorted(ANALYSES)}")
-    store = store or store_for(config)
-    result = run(config, device=device, store=store, progress=progress)
+    why_not = ANALYSES[name].applies(config)
+    if why_not is not None:
+        raise ValueError(f"{name} {why_not}, not {config.name!r} (method {config.method!r})")
+    result = run(config, store, device=device, progress=progress)
     found = result.metrics.get("analyses", {}).get(name)
     if found is not None:
         return found
@@ -231,6 +257,6 @@ def analyse(
         "and commit the updated folder under results/",
     )
     start = time.perf_counter()
-    values = ANALYSES[name](config, build(config, dev), result.params(dev))
+    values = ANALYSES[name].compute(config, build(config, dev), result.params(dev))
     record = provenance.collect(dev, time.perf_counter() - start, code)
     return store.add_analysis(config, name, values, record).metrics["analyses"][name]

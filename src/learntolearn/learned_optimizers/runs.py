@@ -1,12 +1,14 @@
-"""Train, evaluate and store a learned optimizer: ``run_optimizer(config)``.
+"""Train, evaluate and store a learned optimizer: ``run_optimizer(config, store)``.
 
-Like :func:`~learntolearn.experiments.runner.run`, it loads the stored result for the
-config's key or computes it: meta-training by truncated BPTT (resumable: a checkpoint in
-``learned-optimizers/in-progress/``), then the evaluation on fixed test problems of every
-setting against the hand-designed baselines, each with its step size tuned on the grid by the
-same criterion (the mean loss over the horizon, the LSTM's own meta-objective, on separate
-tuning problems). ``learned-optimizers/<key>/`` holds ``config.json``, ``metrics.json``,
-``provenance.json`` and ``optimizer.pt`` (φ, checksummed, loaded with ``weights_only=True``).
+Through the engine's :func:`~learntolearn.experiments.runner.obtain`, like every kind, it
+loads the stored result for the config's key or computes it: meta-training by truncated BPTT
+(resumable: a checkpoint in ``learned-optimizers/in-progress/``), then the evaluation on fixed
+test problems of every setting against the hand-designed baselines, each with its step size
+tuned on the grid by the same criterion (the mean loss over the horizon, the LSTM's own
+meta-objective, on separate tuning problems). ``learned-optimizers/<key>/`` holds
+``config.json``, ``metrics.json``, ``provenance.json``, ``optimizer.pt`` (φ, loaded with
+``weights_only=True``) and their checksums (:class:`OptimizerStore`, the engine's store laid
+out for φ).
 """
 
 from __future__ import annotations
@@ -26,30 +28,24 @@ from learntolearn.analysis.statistics import mean_ci95
 from learntolearn.data.mnist import flat_digits
 from learntolearn.data.optimizees import MLPs, Problems, Quadratics
 from learntolearn.experiments import provenance
-from learntolearn.experiments.optimizer_config import BASELINES, OptimizerConfig, Setting
-from learntolearn.experiments.runner import begin_computing
-from learntolearn.experiments.store import check_writable_folder
-from learntolearn.io import (
-    atomic_folder,
-    load_json,
-    load_tensors,
-    save_json,
-    save_tensors,
-    sha256,
-    training_lock,
-)
+from learntolearn.experiments.compare import Verdict, compare_evaluations
+from learntolearn.experiments.device import cpu_numerics, resolve_device
+from learntolearn.experiments.runner import obtain
+from learntolearn.experiments.store import Layout, Store, Stored, verify_checksums
+from learntolearn.io import load_tensors, save_tensors
+from learntolearn.learned_optimizers.config import BASELINES, OptimizerConfig, Setting
 from learntolearn.methods.inner_loop import NAG, SGD, Adam, RMSprop, UpdateRule
 from learntolearn.methods.learned_optimizer import LSTMOptimizer, NonFiniteLossError, unroll
 from learntolearn.models.optimizers import CoordinatewiseLSTM
 from learntolearn.objective import Params, init_params
-from learntolearn.paths import results_dir
 
 __all__ = [
     "FOLDER",
     "OptimizerResult",
+    "OptimizerStore",
     "load_optimizer",
+    "reevaluate_optimizer",
     "run_optimizer",
-    "stored",
     "trajectories",
 ]
 
@@ -65,19 +61,23 @@ RULES: dict[str, Callable[[float], UpdateRule]] = {
 
 
 @dataclass(frozen=True)
-class OptimizerResult:
+class OptimizerResult(Stored):
     config: OptimizerConfig
-    metrics: dict[str, Any]
-    provenance: dict[str, Any]
-    path: Path
 
     def rule(self, device: str | torch.device = "cpu") -> LSTMOptimizer:
-        """The trained optimizer as an update rule."""
+        """The trained optimizer as an update rule (its file verified against its checksum)."""
+        verify_checksums(self.path, ("optimizer.pt",))
         return load_optimizer(self.path / "optimizer.pt", self.config, device)
 
 
-def _root(config: OptimizerConfig) -> Path:
-    return results_dir(config.profile) / FOLDER
+LAYOUT = Layout(OptimizerConfig, "optimizer.pt", OptimizerResult, "optimizer_sha256")
+
+
+class OptimizerStore(Store[OptimizerResult]):
+    """The learned optimizers under ``root`` (the ``learned-optimizers/`` folder of a store)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, LAYOUT)
 
 
 def _network(config: OptimizerConfig) -> CoordinatewiseLSTM:
@@ -283,74 +283,46 @@ def _train(
     return weights, {"iterations": config.iterations, "history": history, "wall_time_s": wall}
 
 
-def stored(config: OptimizerConfig) -> bool:
-    """Whether ``config``'s result is in the store."""
-    return (_root(config) / config.key).is_dir()
-
-
 def run_optimizer(
     config: OptimizerConfig,
+    store: OptimizerStore,
     *,
     device: str | torch.device = "auto",
     progress: bool = True,
     checkpoint_every: int = 50,
     deadline: float | None = None,
 ) -> OptimizerResult:
-    """The stored result of ``config``, or train, evaluate and store it."""
-    root = _root(config)
-    final = root / config.key
-    if final.is_dir():
-        return _load(final)
-    dev, code = begin_computing(
-        device,
-        f"no stored learned optimizer {config.key} in {root}, and LEARNTOLEARN_NO_TRAIN is set;"
-        f" run `python -m learntolearn train-optimizer {config.name} --profile {config.profile}`",
+    """The stored result of ``config`` in ``store``, or train, evaluate and store it;
+    ``deadline`` (a :func:`time.monotonic` time) ends the sitting with :class:`InterruptedError`
+    and a checkpoint to resume from."""
+
+    def compute(dev: torch.device, code: dict[str, Any]) -> OptimizerResult:
+        checkpoint = store.checkpoint_path(config)
+        weights, train = _train(config, dev, checkpoint, checkpoint_every, deadline, progress)
+        start = time.perf_counter()
+        trained = {k: v.detach() for k, v in weights.items()}
+        rule = LSTMOptimizer(_network(config).to(dev), trained, config.scale, config.p)
+        evaluation = _evaluate(config, rule, dev)
+        made = provenance.collect(dev, train["wall_time_s"], code)
+        made["evaluation_s"] = round(time.perf_counter() - start, 1)
+        result = store.save(config, {"train": train, "eval": evaluation}, made, weights)
+        checkpoint.unlink(missing_ok=True)
+        return result
+
+    command = f"train {config.name} --profile {config.profile}"
+    return obtain(config, store, compute, device=device, command=command)
+
+
+def reevaluate_optimizer(
+    config: OptimizerConfig, store: OptimizerStore, device: str | torch.device
+) -> tuple[OptimizerResult, Verdict]:
+    """Evaluate ``config``'s stored optimizer again on its fixed test problems (the baselines
+    tuned again too) and compare with the stored evaluation."""
+    result = store.get(config)
+    if result is None:
+        raise FileNotFoundError(f"{config.key}: no stored result in {store.root}; train it first")
+    dev = resolve_device(device)
+    cpu_numerics(dev)
+    return result, compare_evaluations(
+        _evaluate(config, result.rule(dev), dev), result.metrics["eval"]
     )
-    check_writable_folder(root, f"{root} (the learned-optimizer store)")
-    checkpoint = root / "in-progress" / f"{config.key}.pt"
-    with training_lock(checkpoint.with_suffix(".lock"), config.key):
-        if final.is_dir():  # stored by the process that held the lock
-            return _load(final)
-        return _compute(config, dev, code, checkpoint, checkpoint_every, deadline, progress)
-
-
-def _compute(
-    config: OptimizerConfig,
-    dev: torch.device,
-    code: dict[str, Any],
-    checkpoint: Path,
-    checkpoint_every: int,
-    deadline: float | None,
-    progress: bool,
-) -> OptimizerResult:
-    final = _root(config) / config.key
-    weights, train = _train(config, dev, checkpoint, checkpoint_every, deadline, progress)
-    start = time.perf_counter()
-    trained = {k: v.detach() for k, v in weights.items()}
-    rule = LSTMOptimizer(_network(config).to(dev), trained, config.scale, config.p)
-    evaluation = _evaluate(config, rule, dev)
-    made = provenance.collect(dev, train["wall_time_s"], code)
-    made["evaluation_s"] = round(time.perf_counter() - start, 1)
-
-    def write(tmp: Path) -> None:
-        save_tensors(tmp / "optimizer.pt", {k: v.detach().cpu() for k, v in weights.items()})
-        metrics = {
-            "train": train,
-            "eval": evaluation,
-            "optimizer_sha256": sha256(tmp / "optimizer.pt"),
-        }
-        save_json(tmp / "config.json", config.to_dict())
-        save_json(tmp / "metrics.json", metrics)
-        save_json(tmp / "provenance.json", made)
-
-    atomic_folder(final, write)
-    checkpoint.unlink(missing_ok=True)
-    return _load(final)
-
-
-def _load(path: Path) -> OptimizerResult:
-    config = OptimizerConfig.from_dict(load_json(path / "config.json"))
-    metrics = load_json(path / "metrics.json")
-    if config.key != path.name or sha256(path / "optimizer.pt") != metrics["optimizer_sha256"]:
-        raise ValueError(f"{path} does not match its config or checksum; delete it to retrain")
-    return OptimizerResult(config, metrics, load_json(path / "provenance.json"), path)

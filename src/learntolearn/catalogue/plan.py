@@ -1,91 +1,46 @@
 """What ``reproduce`` would compute, and how long it would take: the plan it prints first.
 
-For each experiment a chapter needs and the store lacks: train it (resuming a checkpoint) or,
-when a run trained the same way is stored or planned, evaluate it only; the training time is
-estimated from a stored run of the same experiment (its measured cost per meta-iteration, else
-its wall time per iteration, scaled to the meta-batch), on the same kind of device.
+For each experiment (of any kind) the chosen chapters need and the store lacks: compute it
+(resuming a checkpoint) or, for a few-shot run when a run trained the same way is stored or
+planned, evaluate it only. The training time of a few-shot run is estimated from a stored run of
+the same experiment (its measured cost per meta-iteration, else its wall time per iteration,
+scaled to the meta-batch), on the same kind of device; a learned optimizer's from a stored run
+of it at another profile.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import Any
 
-from learntolearn.experiments.config import PROFILES, ConfigError, ExperimentConfig
-from learntolearn.experiments.registry import experiment
-from learntolearn.experiments.store import Result, ResultStore, checkpoint_iteration
+from learntolearn.catalogue.entries import experiment, store_for, stored
+from learntolearn.experiments.clock import duration
+from learntolearn.experiments.spec import PROFILES
+from learntolearn.experiments.store import checkpoint_iteration
+from learntolearn.fewshot.config import ExperimentConfig
+from learntolearn.fewshot.store import Result, ResultStore
+from learntolearn.learned_optimizers.config import OptimizerConfig
+from learntolearn.learned_optimizers.runs import FOLDER, OptimizerStore
 from learntolearn.paths import results_dir, runs_dir
+from learntolearn.search.studies import studies
 
-__all__ = [
-    "Step",
-    "budget_seconds",
-    "duration",
-    "fit_budget",
-    "plan",
-    "print_plan",
-    "registered",
-    "store_for",
-]
-
-
-def registered(cfg: ExperimentConfig) -> bool:
-    """Whether ``cfg`` is exactly a registered experiment at its profile."""
-    try:
-        return experiment(cfg.name, cfg.profile) == cfg
-    except ConfigError:
-        return False
-
-
-def store_for(cfg: ExperimentConfig) -> ResultStore:
-    """Where ``cfg``'s result lives: the committed store for a registered experiment at a
-    committed profile, else the scratch store (see :func:`learntolearn.paths.results_dir`)."""
-    return ResultStore(results_dir(cfg.profile, scratch=not registered(cfg)))
-
-
-def duration(seconds: float) -> str:
-    """``seconds`` as a person reads a duration: '40 s', '12 min', '7 h 43 min', '5 d 8 h'."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    if minutes < 48 * 60:
-        return f"{minutes // 60} h {minutes % 60} min"
-    hours = round(minutes / 60)
-    return f"{hours // 24} d {hours % 24} h"
-
-
-_NUMBER = r"(\d+(?:\.\d+)?)"
-_BUDGET = re.compile(rf"\s*(?:{_NUMBER}h)?\s*(?:{_NUMBER}m)?\s*(?:{_NUMBER}(s?))?\s*")
-
-
-def budget_seconds(text: str) -> float:
-    """A time budget as written on the command line: '90s', '45m', '2h', '1h30m', or seconds."""
-    found = _BUDGET.fullmatch(text)
-    usage = f"a time budget looks like '90s', '45m', '2h' or '1h30m', got {text!r}"
-    if not text.strip() or found is None or not any(found.groups()[:3]):
-        raise ValueError(usage)
-    hours, minutes, seconds_, unit = found.groups()
-    if seconds_ and not unit and (hours or minutes):  # '1h30': 30 what?
-        raise ValueError(usage)
-    h, m, sec = (float(g) if g else 0.0 for g in (hours, minutes, seconds_))
-    seconds = 3600 * h + 60 * m + sec
-    if seconds <= 0:
-        raise ValueError(f"the time budget must be positive, got {text!r}")
-    return seconds
+__all__ = ["Step", "fit_budget", "plan", "print_plan"]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One experiment ``reproduce`` would compute: train it (``done`` iterations already in a
-    checkpoint) or, when ``twin`` names a run trained the same way, only evaluate it."""
+    """One experiment ``reproduce`` would compute: train it (``done`` of ``total`` ``unit``
+    already in a checkpoint) or, when ``twin`` names a run trained the same way, only evaluate
+    it."""
 
     name: str
-    config: ExperimentConfig
+    config: Any
     done: int = 0
     twin: str | None = None
     seconds: float | None = None  # estimated training time; None: unknown
     basis: str = ""
+    total: int = 0
+    unit: str = "it."
 
     @property
     def trains(self) -> bool:
@@ -144,21 +99,29 @@ def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
     roots = dict.fromkeys(
         [results_dir(p) for p in (profile, *PROFILES)] + [results_dir(scratch=True)]
     )
-    stored = [r for root in roots for r in ResultStore(root).scan()[0]]
+    fewshot = [r for root in roots for r in ResultStore(root).scan()[0]]
     steps: list[Step] = []
     scheduled: dict[str, str] = {}
     for name, cfg in configs.items():
-        store = store_for(cfg)
-        if store.get(cfg) is not None:
+        if stored(cfg):
             continue
-        twin = store.trained_like(cfg)
+        if isinstance(cfg, OptimizerConfig):
+            steps.append(_optimizer_step(name, cfg, roots, kind))
+            continue
+        if not isinstance(cfg, ExperimentConfig):  # the search: trials of about 0.3 s each
+            trials = sum(s.trials for s in studies(cfg))
+            basis = "hyperparameter search: Optuna studies, resumed trial by trial"
+            steps.append(Step(name, cfg, 0, None, 0.3 * trials, basis, trials, "trials"))
+            continue
+        store = store_for(cfg)
+        twin = store.trained_like(cfg)  # type: ignore[attr-defined]
         if twin is not None or cfg.training_key in scheduled:
             trained_as = twin.key if twin is not None else scheduled[cfg.training_key]
             steps.append(Step(name, cfg, twin=trained_as, basis="evaluation only"))
             continue
         scheduled[cfg.training_key] = name
         done = min(_checkpointed(cfg), cfg.iterations)
-        per_iteration, basis = _measured(cfg, stored, kind)
+        per_iteration, basis = _measured(cfg, fewshot, kind)
         record = store.progress(cfg)
         if record and record.get("sittings") and done:  # this run's own sittings so far
             last = record["sittings"][-1]
@@ -166,8 +129,25 @@ def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
                 per_iteration = float(last.get("total_wall_time_s", 0.0)) / done
                 basis = f"{per_iteration:.3g} s/it: measured in this run's sittings so far"
         seconds = None if per_iteration is None else per_iteration * (cfg.iterations - done)
-        steps.append(Step(name, cfg, done, None, seconds, basis))
+        steps.append(Step(name, cfg, done, None, seconds, basis, cfg.iterations))
     return steps, len(configs) - len(steps)
+
+
+def _optimizer_step(name: str, cfg: OptimizerConfig, roots: Any, kind: str) -> Step:
+    """A learned optimizer's step: its horizons done, and the time per horizon of a stored run
+    of it (any profile, the same kind of device), scaled to the problems per horizon."""
+    done = checkpoint_iteration(store_for(cfg).checkpoint_path(cfg))
+    per_horizon, basis = None, "no stored run of it to measure"
+    for root in roots:
+        for r in OptimizerStore(root / FOLDER).results():
+            device = str(r.provenance.get("device", ""))
+            if r.config.name != name or device.startswith("cpu (") != (kind == "cpu"):
+                continue
+            scale = cfg.meta_batch * cfg.horizon / (r.config.meta_batch * r.config.horizon)
+            per_horizon = float(r.metrics["train"]["wall_time_s"]) / r.config.iterations * scale
+            basis = f"{per_horizon:.3g} s/horizon: wall time of {r.key} on {device}"
+    seconds = None if per_horizon is None else per_horizon * (cfg.iterations - done)
+    return Step(name, cfg, done, None, seconds, basis, cfg.iterations, "horizons")
 
 
 def fit_budget(steps: list[Step], budget: float) -> dict[str, str]:
@@ -186,7 +166,7 @@ def fit_budget(steps: list[Step], budget: float) -> dict[str, str]:
             if s.seconds is None:
                 out[s.name] = "advances (length unknown)"
             else:
-                rate = (s.config.iterations - s.done) / s.seconds
+                rate = (s.total - s.done) / s.seconds
                 out[s.name] = f"advances ~{int(rate * left):,} it."
             left = 0
     return out
@@ -206,7 +186,7 @@ def print_plan(
         if not s.trains:
             print(f"  {s.name:28s} evaluate only (trained as {s.twin})")
             continue
-        its = f"{s.config.iterations:,} it." + (f" ({s.done:,} done)" if s.done else "")
+        its = f"{s.total:,} {s.unit}" + (f" ({s.done:,} done)" if s.done else "")
         when = "unknown" if s.seconds is None else f"~ {duration(s.seconds)}"
         within = f"{fits[s.name]:18s} " if fits else ""
         print(f"  {s.name:28s} {its:22s} {when:16s} {within}{s.basis}")

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from learntolearn.experiments.config import ExperimentConfig
-from learntolearn.experiments.runner import build
-from learntolearn.experiments.store import Result
+from learntolearn.fewshot.config import ExperimentConfig
+from learntolearn.fewshot.runs import build
+from learntolearn.fewshot.store import Result
 from learntolearn.methods.metric import MetricLearner
 from learntolearn.methods.prototypical import prototypes
 from learntolearn.objective import Params

@@ -31,7 +31,7 @@ from learntolearn.data.omniglot import fixed_tasks as fixed_omniglot
 from learntolearn.data.omniglot_runs import lake_runs
 from learntolearn.data.sinusoid import SinusoidTasks
 from learntolearn.data.sinusoid import fixed_tasks as fixed_sinusoids
-from learntolearn.models.metric import METRIC_NETWORKS
+from learntolearn.models.metric_networks import METRIC_NETWORKS
 from learntolearn.models.networks import MLP, ConvNet, FCNet
 from learntolearn.models.optimizers import LearnerAndMetaLearner, MetaLearnerCell
 from learntolearn.objective import MODES, TaskLoss, accuracy, cross_entropy, mse
@@ -39,7 +39,7 @@ from learntolearn.paths import data_dir
 from learntolearn.tasks import TaskBatch, TaskDistribution
 
 if TYPE_CHECKING:
-    from learntolearn.experiments.config import ExperimentConfig
+    from learntolearn.fewshot.config import ExperimentConfig
 
 __all__ = ["CLASSIFIERS", "FAMILIES", "TaskFamily", "TestSet"]
 

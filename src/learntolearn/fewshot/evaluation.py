@@ -1,6 +1,6 @@
 """Evaluation of a trained method on its task family's fixed test sets.
 
-For every test set of the family (:mod:`~learntolearn.experiments.task_families`), the method's
+For every test set of the family (:mod:`~learntolearn.fewshot.task_families`), the method's
 own test-time adaptation (:meth:`~learntolearn.methods.protocol.Method.predictions`) predicts the
 query sets after each step, the family's score rates them, and the curve over steps is summarised
 with its 95% CI (:func:`~learntolearn.analysis.statistics.summarize_curve`). The same seeded test
@@ -21,8 +21,8 @@ from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
 if TYPE_CHECKING:
-    from learntolearn.experiments.config import ExperimentConfig
-    from learntolearn.experiments.runner import Setup
+    from learntolearn.fewshot.config import ExperimentConfig
+    from learntolearn.fewshot.runs import Setup
 
 __all__ = ["evaluate", "milestones", "test_chunks"]
 

@@ -11,7 +11,7 @@ Resuming: the sampler is re-created before every trial with a seed derived from 
 the trial's index among the completed ones, and the objective is deterministic, so a search
 killed after trial 40 and rerun gives the same 128 trials as one that never stopped. A trial
 left running by a killed process is marked failed and run again. A grid's points are
-enumerated here (:func:`~learntolearn.experiments.search_space.grid`, in a fixed order) and
+enumerated here (:func:`~learntolearn.search.space.grid`, in a fixed order) and
 each is added to its study once trained, as a complete trial: Optuna's ``GridSampler`` hands
 out points by trial number, so a failed trial would leave a hole in a resumed grid.
 
@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
+import sqlite3
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy.exc
 import torch
 from tqdm import TqdmWarning, tqdm
 
@@ -41,9 +44,10 @@ from learntolearn.analysis.random_search import best_so_far
 from learntolearn.experiments import provenance
 from learntolearn.experiments.device import cpu_numerics
 from learntolearn.experiments.runner import MissingResultError
-from learntolearn.experiments.search_space import Hyperparameter, SearchConfig, grid, score
+from learntolearn.experiments.store import check_writable_folder
 from learntolearn.io import load_json, save_json, training_lock
 from learntolearn.paths import results_dir, search_trials_dir
+from learntolearn.search.space import Hyperparameter, SearchConfig, grid, score
 
 with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in a bare kernel
     warnings.simplefilter("ignore", TqdmWarning)
@@ -94,12 +98,28 @@ def _folder(config: SearchConfig) -> Path:
 
 
 def _storage(config: SearchConfig) -> optuna.storages.RDBStorage:
+    """The search's Optuna trial store; one that cannot be read is a clear error naming it."""
     path = _folder(config) / "trials.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a writer waits for the other processes' transactions instead of failing at once
-    return optuna.storages.RDBStorage(
-        f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 120}}
+    check_writable_folder(path.parent, "LEARNTOLEARN_SEARCH (the trial store)")
+    damaged = (
+        f"{path} is not a readable Optuna trial store; delete it (the search starts again "
+        "from its first trial) or restore it from a copy"
     )
+    if path.exists() and not path.is_file():
+        raise StudyStoreError(f"{damaged}: it is not a file")
+    try:
+        # a writer waits for the other processes' transactions instead of failing at once
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 120}}
+        )
+        storage.get_all_studies()  # reads the file now, not in the middle of a search
+    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, OSError) as err:
+        raise StudyStoreError(f"{damaged} ({type(err).__name__})") from err
+    return storage
+
+
+class StudyStoreError(ValueError):
+    """The trial store of a search cannot be read."""
 
 
 def _seed(config: SearchConfig, study: Study, i: int) -> int:
@@ -140,12 +160,13 @@ def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def run_study(config: SearchConfig, study: Study, deadline: float | None = None) -> int:
-    """Run ``study`` to its number of trials (resuming a partial one), or until the wall-clock
-    time ``deadline`` (``time.time()``) passes; returns the trials run now."""
+    """Run ``study`` to its number of trials (resuming a partial one), or until ``deadline`` (a
+    :func:`time.monotonic` time, one clock for every process of the machine) passes; returns
+    the trials run now."""
     cpu_numerics(torch.device("cpu"))
     storage = _storage(config)
     lock = _folder(config) / f"{study.name}.lock"
-    with training_lock(lock, f"search study {study.name} of {config.key}"):
+    with training_lock(lock, _lock_name(config, study)):
         s = optuna.create_study(
             study_name=study.name, storage=storage, direction="minimize", load_if_exists=True
         )
@@ -172,7 +193,7 @@ def run_study(config: SearchConfig, study: Study, deadline: float | None = None)
 
         points = grid_points(config, study.index) if study.sampler == "grid" else []
         for i in range(start, study.trials):
-            if deadline is not None and time.time() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 return i - start
             if points:  # a grid point: trained, then stored as a complete trial
                 value, attrs = evaluate(points[i])
@@ -217,15 +238,23 @@ def run_search(
     progress: bool = True,
     deadline: float | None = None,
 ) -> Path | None:
-    """Run every study not yet complete (``workers`` processes), then write the summary; with a
-    wall-clock ``deadline`` (``time.time()``), stop starting trials once it passes and return
-    None if studies are left (the next call resumes them)."""
+    """Run every study not yet complete (``workers`` processes, at most one per core and per
+    study), then write the summary; with ``deadline`` (a :func:`time.monotonic` time), stop
+    starting trials once it passes and return None if studies are left (the next call resumes
+    them). A summary stored already is returned as it is (not rewritten)."""
+    path = summary_path(config)
+    if path.is_file() and not _remaining(config):
+        return path
     save_json(_folder(config) / "config.json", config.to_dict())
     git, begun, started = provenance.git_state(), time.perf_counter(), time.time()
     left = _remaining(config)
+    for study in left:  # a study another process holds is refused now, not after minutes
+        with training_lock(_folder(config) / f"{study.name}.lock", _lock_name(config, study)):
+            pass
+    workers = max(1, min(workers, len(left), os.cpu_count() or 1))
     bar = tqdm(total=len(left), desc=f"search {config.profile}", unit="study", disable=not progress)
     try:
-        if workers <= 1 or len(left) <= 1:
+        if workers <= 1:
             for study in left:
                 _run_one(config, study, deadline)
                 bar.update()
@@ -244,6 +273,10 @@ def run_search(
     if _remaining(config):
         return None
     return summarise(config)
+
+
+def _lock_name(config: SearchConfig, study: Study) -> str:
+    return f"search study {study.name} of {config.key}"
 
 
 def summarise(config: SearchConfig) -> Path:
@@ -280,19 +313,45 @@ def summary_path(config: SearchConfig) -> Path:
     return results_dir(config.profile) / FOLDER / f"{config.key}.json"
 
 
-def load_summary(config: SearchConfig, *, workers: int = 1, progress: bool = False) -> dict:
-    """The stored summary of ``config``'s search, or run the search (resuming) and store it."""
+def load_summary(
+    config: SearchConfig,
+    *,
+    workers: int = 1,
+    progress: bool = False,
+    deadline: float | None = None,
+    compute: bool = True,
+) -> dict | None:
+    """The stored summary of ``config``'s search, or run the search (resuming) and store it;
+    None when ``deadline`` (a :func:`time.monotonic` time) passed first. ``compute=False``
+    only reads (a :class:`FileNotFoundError` when there is none). A summary that is not the
+    whole record of this search is a :class:`ValueError` naming the file."""
     path = summary_path(config)
     if not path.is_file():
+        if not compute:
+            raise FileNotFoundError(f"no stored search summary {path}")
         if os.environ.get("LEARNTOLEARN_NO_TRAIN"):
             raise MissingResultError(
                 f"no stored search summary {path}, and LEARNTOLEARN_NO_TRAIN is set; run "
                 f"`python -m learntolearn search --profile {config.profile}`"
             )
-        run_search(config, workers=workers, progress=progress)
-    summary = load_json(path)
-    if summary["config"] != config.to_dict():
-        raise ValueError(f"{path} holds another search's summary; delete it to recompute it")
+        if run_search(config, workers=workers, progress=progress, deadline=deadline) is None:
+            return None
+    remedy = "delete it to recompute it from the trial store, or restore it from git"
+    summary = load_json(path, remedy)
+    if not isinstance(summary, dict) or summary.get("config") != config.to_dict():
+        raise ValueError(f"{path} holds another search's summary; {remedy}")
+    found = summary.get("studies")
+    for study in studies(config):
+        record = found.get(study.name) if isinstance(found, dict) else None
+        values = record.get("values") if isinstance(record, dict) else None
+        if not isinstance(values, list) or len(values) != study.trials:
+            raise ValueError(
+                f"{path} lacks the {study.trials} trials of study {study.name}; {remedy}"
+            )
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            raise ValueError(
+                f"{path}: study {study.name} has a value that is not a finite number; {remedy}"
+            )
     return summary
 
 

@@ -1,19 +1,21 @@
-"""The method table: for each ``config.method``, the config fields it owns, the task families it
-applies to, how to build it from a config, its outer loop and its observers.
+"""The method table: for each ``config.method``, the config fields it owns and how each is
+checked, the task families it applies to, how to build it from a config, its outer loop and its
+observers.
 
 Adding a method is one algorithm file under :mod:`learntolearn.methods` and one entry here (and
-experiments in the registry). The builders read the config's fields; nothing else in the
+its experiments in the catalogue). The builders read the config's fields; nothing else in the
 package switches on the method's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from learntolearn.analysis.meta_gradients import compare_meta_gradients
 from learntolearn.data.sinusoid import with_task_parameters
+from learntolearn.experiments.spec import is_int, is_number, is_positive
 from learntolearn.experiments.training import Observer, OuterLoop
 from learntolearn.methods.anil import ANIL
 from learntolearn.methods.inner_loop import SGD, Adam, UpdateRule
@@ -22,7 +24,7 @@ from learntolearn.methods.matching import Matching
 from learntolearn.methods.meta_learner_lstm import MetaLearnerLSTM
 from learntolearn.methods.pretraining import JointTraining
 from learntolearn.methods.protocol import Method
-from learntolearn.methods.prototypical import Prototypical
+from learntolearn.methods.prototypical import DISTANCES, Prototypical
 from learntolearn.methods.relation import Relation
 from learntolearn.methods.reptile import Reptile
 from learntolearn.methods.siamese import Siamese
@@ -30,9 +32,12 @@ from learntolearn.objective import Objective
 from learntolearn.tasks import TaskBatch
 
 if TYPE_CHECKING:
-    from learntolearn.experiments.config import ExperimentConfig
+    from learntolearn.fewshot.config import ExperimentConfig
 
-__all__ = ["METHODS", "MethodEntry", "method_fields"]
+__all__ = ["METHODS", "FieldCheck", "MethodEntry", "method_fields"]
+
+FieldCheck = Callable[["ExperimentConfig", object], "str | None"]
+"""What is wrong with a method-owned field's (set) value in a config, or None."""
 
 
 def _identity(batch: TaskBatch) -> TaskBatch:
@@ -51,23 +56,73 @@ def _no_problem(c: ExperimentConfig) -> str | None:
     return None
 
 
+def _integer(low: int) -> FieldCheck:
+    def check(c: ExperimentConfig, v: object) -> str | None:
+        return None if is_int(v) and v >= low else f"must be an integer >= {low}, got {v!r}"  # type: ignore[operator]
+
+    return check
+
+
+def _positive(c: ExperimentConfig, v: object) -> str | None:
+    return None if is_positive(v) else f"must be a positive number, got {v!r}"
+
+
+def _one_of(*allowed: object) -> FieldCheck:
+    choices = " or ".join(map(repr, allowed))
+    return lambda c, v: None if v in allowed else f"must be {choices}, got {v!r}"
+
+
+def _boolean(c: ExperimentConfig, v: object) -> str | None:
+    return None if isinstance(v, bool) else f"must be true or false, got {v!r}"
+
+
+def _non_negative(c: ExperimentConfig, v: object) -> str | None:
+    return None if is_number(v) and v >= 0 else f"must be a number >= 0, got {v!r}"  # type: ignore[operator]
+
+
+def _head(c: ExperimentConfig, v: object) -> str | None:
+    if v != "head":
+        return f"must be 'head' (ANIL) or unset, got {v!r}"
+    return None if c.n_way is not None else "'head' applies to classifiers only"
+
+
+def _no_check(c: ExperimentConfig, v: object) -> str | None:
+    return None  # checked with the fields every method shares
+
+
+# The method-owned fields, each with its check; an entry picks those it needs or allows.
+INNER_LR = ("inner_lr", _positive)
+INNER_STEPS = ("inner_steps", _integer(1))
+FIRST_ORDER = ("first_order", _boolean)
+INNER_PARAMS = ("inner_params", _head)
+INNER_BATCH = ("inner_batch", _integer(1))
+INNER_OPTIMIZER = ("inner_optimizer", _one_of("sgd", "adam"))
+META_LR_FINAL = ("meta_lr_final", _non_negative)
+TRAIN_WAY = ("train_way", _integer(2))
+READ_STEPS = ("read_steps", _integer(1))
+HALVE_EVERY = ("meta_lr_halve_every", _integer(1))
+DISTANCE = ("distance", _one_of(*DISTANCES))
+AUGMENT = ("augment", _one_of("affine"))
+MONITOR_EVERY = ("monitor_every", _no_check)
+
+
 @dataclass(frozen=True)
 class MethodEntry:
     """How one method enters the experiments.
 
-    ``needs``/``allows``: the config fields it requires / may use (every other method-owned
-    field must stay unset). ``build(config, objective)``: the method object. ``outer``: its
-    outer loop. ``observers(config, method, fixed_batch)``: measurements along training (on a
-    fixed batch of training tasks). ``prepare``: what the method's inputs add to a task batch
-    (``extra_inputs`` features). ``label``: the name a reader knows it by. ``models``: the
-    networks (``config.model``) it works with (None: any). ``check(config)``: what else is
-    wrong with a config for it, or None.
+    ``needs``/``allows``: the config fields it requires / may use, each with its check (every
+    other method-owned field must stay unset). ``build(config, objective)``: the method
+    object. ``outer``: its outer loop. ``observers(config, method, fixed_batch)``:
+    measurements along training (on a fixed batch of training tasks). ``prepare``: what the
+    method's inputs add to a task batch (``extra_inputs`` features). ``label``: the name a
+    reader knows it by. ``models``: the networks (``config.model``) it works with (None: any).
+    ``check(config)``: what else is wrong with a config for it, or None.
     """
 
     families: tuple[str, ...]
     build: Callable[[ExperimentConfig, Objective], Method]
-    needs: tuple[str, ...] = ()
-    allows: tuple[str, ...] = ()
+    needs: Mapping[str, FieldCheck] = field(default_factory=dict)
+    allows: Mapping[str, FieldCheck] = field(default_factory=dict)
     outer: Callable[[ExperimentConfig], OuterLoop] = _adam
     observers: Callable[[ExperimentConfig, Method, TaskBatch], list[Observer]] = _no_observers
     prepare: Callable[[TaskBatch], TaskBatch] = _identity
@@ -135,8 +190,8 @@ METHODS: dict[str, MethodEntry] = {
     "maml": MethodEntry(
         families=("sinusoid", "omniglot", "miniimagenet"),
         build=_maml,
-        needs=("inner_lr", "inner_steps", "first_order"),
-        allows=("monitor_every", "inner_params"),
+        needs=dict((INNER_LR, INNER_STEPS, FIRST_ORDER)),
+        allows=dict((MONITOR_EVERY, INNER_PARAMS)),
         observers=_gradient_monitor,
         label=_maml_label,
         models=_GRADIENT_BASED,
@@ -145,8 +200,8 @@ METHODS: dict[str, MethodEntry] = {
     "reptile": MethodEntry(
         families=("sinusoid", "omniglot"),
         build=_reptile,
-        needs=("inner_lr", "inner_steps", "inner_batch", "inner_optimizer"),
-        allows=("meta_lr_final",),
+        needs=dict((INNER_LR, INNER_STEPS, INNER_BATCH, INNER_OPTIMIZER)),
+        allows=dict((META_LR_FINAL,)),
         outer=lambda c: OuterLoop("sgd", c.meta_lr, c.meta_lr_final),
         models=_GRADIENT_BASED,
     ),
@@ -163,16 +218,16 @@ METHODS: dict[str, MethodEntry] = {
     "protonet": MethodEntry(
         families=("omniglot",),
         build=lambda c, o: Prototypical(o, c.distance),  # type: ignore[arg-type]
-        needs=("distance",),
-        allows=("train_way", "meta_lr_halve_every"),
+        needs=dict((DISTANCE,)),
+        allows=dict((TRAIN_WAY, HALVE_EVERY)),
         outer=_halving,
         models=("embedding",),
     ),
     "matching": MethodEntry(
         families=("omniglot",),
         build=_matching,
-        needs=("distance",),
-        allows=("train_way", "read_steps"),
+        needs=dict((DISTANCE,)),
+        allows=dict((TRAIN_WAY, READ_STEPS)),
         models=("embedding", "fce"),
         check=_matching_check,
         label=lambda c: "matching-fce" if c.read_steps else "matching",
@@ -180,7 +235,7 @@ METHODS: dict[str, MethodEntry] = {
     "relation": MethodEntry(
         families=("omniglot",),
         build=lambda c, o: Relation(o),
-        allows=("train_way", "meta_lr_halve_every"),
+        allows=dict((TRAIN_WAY, HALVE_EVERY)),
         # the authors' code clips each module's gradient norm at 0.5; here the whole network's
         outer=lambda c: OuterLoop(
             "adam", c.meta_lr, halve_every=c.meta_lr_halve_every, clip_norm=0.5
@@ -191,7 +246,7 @@ METHODS: dict[str, MethodEntry] = {
     "meta-lstm": MethodEntry(
         families=("omniglot", "miniimagenet"),
         build=lambda c, o: MetaLearnerLSTM(o, c.inner_steps),  # type: ignore[arg-type]
-        needs=("inner_steps",),
+        needs=dict((INNER_STEPS,)),
         # the authors clip the meta-gradient's norm (at 0.25)
         outer=lambda c: OuterLoop("adam", c.meta_lr, clip_norm=0.25),
         models=("meta-lstm",),
@@ -200,7 +255,7 @@ METHODS: dict[str, MethodEntry] = {
     "siamese": MethodEntry(
         families=("omniglot", "omniglot-lake"),
         build=lambda c, o: Siamese(o),
-        allows=("train_way", "augment"),
+        allows=dict((TRAIN_WAY, AUGMENT)),
         models=("siamese",),
     ),
 }

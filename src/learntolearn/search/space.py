@@ -18,17 +18,15 @@ equal cells of each (log-)range, the usual design.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from learntolearn.data.mnist import flat_digits
 from learntolearn.data.optimizees import MLPs
-from learntolearn.experiments.config import PROFILES, ConfigError
+from learntolearn.experiments.spec import ConfigError, Spec, is_int
 from learntolearn.methods.inner_loop import NAG
 
 __all__ = [
@@ -39,7 +37,6 @@ __all__ = [
     "grid",
     "grid_levels",
     "score",
-    "search_config",
 ]
 
 CHANCE_ERROR = 0.9  # the error of a diverged network (a constant guess), ten classes
@@ -93,12 +90,14 @@ def grid(budget: int, space: tuple[Hyperparameter, ...] = SPACE) -> dict[str, li
 
 
 @dataclass(frozen=True)
-class SearchConfig:
+class SearchConfig(Spec):
     """A whole search experiment: the objective's protocol and the searches run on it.
 
     ``trials`` per search, ``repeats`` seeded searches per sampler (random, TPE), full grids of
     1, 2, 4, … ``trials`` points, and ``population`` settings drawn at random to check the
     hit-probability formula on (chapter 8)."""
+
+    what: ClassVar[str] = "search config"
 
     name: str = "search/mnist-mlp"
     profile: str = "cpu"
@@ -117,14 +116,14 @@ class SearchConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ConfigError(f"profile {self.profile!r} is unknown; use one of {PROFILES}")
+        self.check_common()
         for f in ("steps", "batch", "train_images", "validation_images", "trials", "repeats"):
             v = getattr(self, f)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"search config: {f} must be a positive integer, got {v!r}")
-        if self.train_images + self.validation_images > 60_000:
-            raise ConfigError("search config: train_images + validation_images exceed 60,000")
+            self.need(is_int(v) and v >= 1, f"{f} must be a positive integer, got {v!r}")
+        self.need(
+            self.train_images + self.validation_images <= 60_000,
+            "train_images + validation_images exceed 60,000",
+        )
         grid_levels(self.trials)  # a power of two
 
     @property
@@ -138,35 +137,6 @@ class SearchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @property
-    def key(self) -> str:
-        payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
-        return f"{self.name.replace('/', '-')}-{self.profile}-{digest}"
-
-
-_PROFILES: dict[str, dict[str, Any]] = {
-    # seconds: every code path (grids, random, TPE past its start-up, the population)
-    "smoke": {
-        "steps": 5,
-        "validation_images": 500,
-        "trials": 8,
-        "repeats": 2,
-        "population": 12,
-        "tpe_startup": 3,
-    },
-    "cpu": {},  # about 0.3 s per trial on one thread: the whole search is CPU-sized
-}
-
-
-def search_config(profile: str) -> SearchConfig:
-    """The chapter's search at ``profile``. The search has no paper protocol to follow (it is
-    the book's own experiment, sized for a CPU), so the paper profile is the cpu search."""
-    if profile not in PROFILES:
-        raise ConfigError(f"profile {profile!r} is unknown; use one of {PROFILES}")
-    profile = "smoke" if profile == "smoke" else "cpu"
-    return SearchConfig(profile=profile, **_PROFILES[profile])
 
 
 @dataclass(frozen=True)

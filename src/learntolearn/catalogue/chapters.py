@@ -1,0 +1,119 @@
+"""The book's table of contents: which experiments (of every kind) each chapter shows, and
+which a profile leaves out, with the reason the chapter prints where the numbers would stand."""
+
+from __future__ import annotations
+
+from learntolearn.catalogue.fewshot import GRADIENT_METHODS, METRIC_METHODS, OMNIGLOT_SETTINGS
+from learntolearn.catalogue.learned_optimizers import OPTIMIZER_EXPERIMENTS
+from learntolearn.catalogue.search import SEARCH_EXPERIMENT
+from learntolearn.experiments.spec import ConfigError
+
+__all__ = ["CHAPTERS", "NOT_RUN", "chapter_experiments", "not_run"]
+
+_OMNIGLOT = tuple(
+    f"omniglot/{m}-{n}w{k}s" for n, k in OMNIGLOT_SETTINGS for m in ("maml", "fomaml")
+)
+CHAPTERS: dict[str, tuple[str, ...]] = {
+    "01_meta_learning": (
+        "sinusoid/maml-k5",
+        "sinusoid/maml-k10",
+        "sinusoid/maml-k20",
+        "sinusoid/pretrain",
+        "sinusoid/oracle",
+    ),
+    "02_maml_math": ("omniglot/maml-5w1s", "omniglot/maml-20w1s"),
+    "03_first_order": (*_OMNIGLOT, "omniglot/maml-5w1s-q15", "omniglot/fomaml-5w1s-q15"),
+    "04_reptile": (
+        "sinusoid/reptile",
+        "sinusoid/maml-k10",
+        *(f"omniglot/reptile-{n}w{k}s" for n, k in OMNIGLOT_SETTINGS),
+        "omniglot/reptile-5w1s-k1",
+        *_OMNIGLOT,
+    ),
+    "05_anil": tuple(
+        f"omniglot/{m}-{n}w{k}s" for n, k in OMNIGLOT_SETTINGS for m in ("maml", "anil")
+    ),
+    "06_metric": (
+        *(f"omniglot/{m}-{n}w{k}s" for m in METRIC_METHODS for n, k in OMNIGLOT_SETTINGS),
+        "omniglot/siamese-lake",
+        "omniglot/protonet-5w1s-q15",
+        "omniglot/protonet-5w5s-q15",
+        "omniglot/protonet-5w1s-cosine",
+        "omniglot/protonet-5w1s-train5way",
+        "omniglot/matching-5w1s-euclidean",
+        "omniglot/matching-5w1s-fce",
+        *(f"omniglot/{m}-{n}w{k}s" for m in GRADIENT_METHODS for n, k in OMNIGLOT_SETTINGS),
+    ),
+    "07_lstm_optimizers": (
+        *(f"omniglot/{m}-5w{k}s" for k in (1, 5) for m in ("meta-lstm", "maml", "fomaml")),
+        *OPTIMIZER_EXPERIMENTS,
+    ),
+    "08_hyperparameter_search": (SEARCH_EXPERIMENT,),
+    # every classification method on every setting it has, and the sinusoid baselines
+    "09_results": (
+        *(
+            f"omniglot/{m}-{n}w{k}s"
+            for n, k in OMNIGLOT_SETTINGS
+            for m in (*GRADIENT_METHODS, *METRIC_METHODS)
+        ),
+        "omniglot/meta-lstm-5w1s",
+        "omniglot/meta-lstm-5w5s",
+        "sinusoid/maml-k5",
+        "sinusoid/maml-k10",
+        "sinusoid/maml-k20",
+        "sinusoid/reptile",
+        "sinusoid/pretrain",
+        "sinusoid/oracle",
+    ),
+}
+
+
+# Experiments a profile leaves out, with the reason; the chapters print it where the numbers
+# would stand, and `reproduce` skips them at that profile.
+_SLOW = {
+    "maml": "about 4 s per second-order meta-iteration and 20 min of evaluation",
+    "fomaml": "about 4 s per second-order meta-iteration and 20 min of evaluation",
+    "anil": "about 1.4 s per meta-iteration and 15 min of evaluation (and MAML, its "
+    "reference, is not run either)",
+    "reptile": "about 50 min of evaluation (50 Adam steps on 100 images for each of 600 tasks)",
+}
+NOT_RUN: dict[str, dict[str, str]] = {
+    "smoke": {
+        f"omniglot/{m}-20w5s": "20-way 5-shot adds minutes to CI and exercises no code path "
+        "that 20-way 1-shot does not"
+        for m in _SLOW
+    },
+    "cpu": {
+        f"omniglot/{m}-20w5s": f"20-way 5-shot costs {why} on one CPU thread: too slow for the "
+        "cpu profile"
+        for m, why in _SLOW.items()
+    },
+}
+
+
+# ... and what one chapter leaves out at a profile: the results chapter's smoke run reads one
+# Omniglot setting (its code is the same for every setting; chapters 3 to 7 smoke-test the
+# training of all of them)
+CHAPTER_NOT_RUN: dict[str, dict[str, dict[str, str]]] = {
+    "09_results": {
+        "smoke": {
+            n: "the smoke run of this chapter reads the 5-way 1-shot setting only"
+            for n in CHAPTERS["09_results"]
+            if n.startswith("omniglot/") and not n.endswith("-5w1s")
+        }
+    }
+}
+
+
+def not_run(chapter: str, profile: str) -> dict[str, str]:
+    """The experiments of ``chapter`` that ``profile`` leaves out, with the reason."""
+    if chapter not in CHAPTERS:
+        raise ConfigError(f"unknown chapter {chapter!r}; known: {sorted(CHAPTERS)}")
+    skipped = {**NOT_RUN.get(profile, {}), **CHAPTER_NOT_RUN.get(chapter, {}).get(profile, {})}
+    return {n: why for n, why in skipped.items() if n in CHAPTERS[chapter]}
+
+
+def chapter_experiments(chapter: str, profile: str) -> tuple[str, ...]:
+    """The experiments ``chapter`` shows at ``profile`` (those :func:`not_run` names left out)."""
+    skipped = not_run(chapter, profile)
+    return tuple(n for n in CHAPTERS[chapter] if n not in skipped)
