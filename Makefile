@@ -26,7 +26,7 @@ export PYTHONHASHSEED := 0
 unexport MPLBACKEND
 export TQDM_DISABLE ?=
 
-.PHONY: help env book execute html test lint unit smoke nbval render chromium reproduce clean
+.PHONY: help env book execute html test lint unit slow smoke nbval render chromium reproduce clean
 
 help:
 	@echo "make book       build the book (executes chapters from the results store)"
@@ -57,14 +57,19 @@ html: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "Book: $(abspath _build/html/index.html)"
 
-test: lint unit smoke nbval render
+test: lint unit slow smoke nbval render
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests book benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 unit: $(STAMP)
-	$(VENV)/bin/pytest -q -m "not book"
+	$(VENV)/bin/pytest -q -m "not book and not slow"
+
+# Trainings in other processes: torchrun ranks, a killed and resumed run, parallel searches,
+# a new method added to a copy of the package.
+slow: $(STAMP)
+	$(VENV)/bin/pytest -q -m "slow and not book"
 
 # Every chapter at the smoke profile, into a temporary folder with a fresh results store.
 smoke: $(STAMP)

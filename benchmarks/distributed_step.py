@@ -2,7 +2,7 @@
 
 One paper-protocol meta-iteration of a registered experiment (default: Omniglot 5-way 1-shot
 MAML, Finn et al. 2017, Sec. 5.2: 32 tasks, one inner step, second order), timed through the
-library's own :func:`learntolearn.experiments.training.train` (sampling, meta-gradient,
+library's own :func:`learntolearn.fewshot.training.train` (sampling, meta-gradient,
 all-reduce, Adam), in three layouts:
 
 - one process, one intra-op thread (the library's CPU default);
@@ -37,8 +37,9 @@ def measure(name: str, profile: str, iterations: int, threads: int, task_chunk: 
     from learntolearn.catalogue import experiment
     from learntolearn.experiments.device import cpu_numerics
     from learntolearn.experiments.distributed import finish, init_from_env, world
-    from learntolearn.experiments.training import RunSettings, train
+    from learntolearn.experiments.training import RunSettings
     from learntolearn.fewshot.runs import build
+    from learntolearn.fewshot.training import train
 
     cfg = experiment(name, profile)
     dev = init_from_env(torch.device("cpu"))

@@ -81,7 +81,7 @@ from tqdm import tqdm
 
 from learntolearn.experiments.device import cpu_numerics, resolve_device
 from learntolearn.experiments.provenance import device_name, git_state
-from learntolearn.experiments.training import meta_backward
+from learntolearn.fewshot.training import meta_backward
 from learntolearn.methods.maml import MAML
 from learntolearn.models.networks import ConvNet
 from learntolearn.objective import Objective, cross_entropy, init_params

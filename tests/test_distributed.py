@@ -52,11 +52,13 @@ def compare(tmp_path: Path, name: str, env: dict[str, str], skip: str | None = N
     assert torch.allclose(torch.tensor(h1), torch.tensor(h2), rtol=1e-5, atol=0)
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_sinusoid(tmp_path):
     """Sinusoid MAML, meta-batch 5 split 2 + 3 (uneven shares are weighted by their size)."""
     compare(tmp_path, "sinusoid/maml-k5", {})
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_omniglot(tmp_path, real_env_vars):
     """Omniglot MAML with the convolutional network and task batch norm."""
     compare(tmp_path, "omniglot/maml-5w1s", real_env_vars, skip="convs.")
@@ -89,6 +91,7 @@ except InterruptedError:
 """
 
 
+@pytest.mark.slow
 def test_a_budget_stops_every_rank_and_the_run_resumes_on_one(tmp_path):
     """Two ranks stop together when rank 0's budget is spent (one checkpoint, at the iteration
     reached), and one process resumes the run to the uninterrupted result, up to rounding

@@ -17,8 +17,8 @@ from torch import nn
 
 from learntolearn.catalogue import experiment
 from learntolearn.data.augment import AffineDistortions, distort
-from learntolearn.experiments.training import OuterLoop
 from learntolearn.fewshot.config import ConfigError
+from learntolearn.fewshot.training import OuterLoop
 from learntolearn.methods.matching import Matching
 from learntolearn.methods.metric import MetricLearner, embed
 from learntolearn.methods.prototypical import Prototypical, prototypes

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from learntolearn.data.sinusoid import SinusoidTasks
-from learntolearn.experiments.training import OuterLoop, RunSettings, train
+from learntolearn.experiments.training import RunSettings
+from learntolearn.fewshot.training import OuterLoop, train
 from learntolearn.methods.inner_loop import SGD, Adam
 from learntolearn.methods.pretraining import JointTraining
 from learntolearn.methods.reptile import Reptile, pooled_examples

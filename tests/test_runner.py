@@ -186,6 +186,7 @@ def test_cli_train_list_evaluate(capsys):
     assert main(["train", "sinusoid/nope"]) == 2
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_to_the_same_result(tmp_path):
     """SIGKILL a real training process mid-run; the rerun finishes bit-for-bit identical."""
     import os
@@ -347,6 +348,7 @@ def test_task_chunks_give_the_same_run_up_to_rounding(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_sitting_script_advances_and_copies_out(tmp_path):
     """The prepared command for a lent machine (scripts/sitting.sh), at smoke size on the CPU:
     it trains within its budget and copies the new result folder to $OUT."""

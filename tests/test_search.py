@@ -161,6 +161,7 @@ def test_no_train_refuses_a_missing_summary(store: Path, monkeypatch: pytest.Mon
         search_runs.load_summary(TINY)
 
 
+@pytest.mark.slow
 def test_parallel_processes_give_the_serial_trials(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

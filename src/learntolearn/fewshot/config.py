@@ -110,8 +110,15 @@ class ExperimentConfig(Spec):
             is_int(self.eval_steps) and self.eval_steps >= 0,
             f"eval_steps must be an integer >= 0, got {self.eval_steps!r}",
         )
-        problem = FAMILIES[self.tasks].check(self)  # the family's own fields (network, step)
+        family = FAMILIES[self.tasks]
+        problem = family.check(self)  # the family's own fields (way, reported step)
         need(problem is None, str(problem))
+        networks = (*family.networks, *entry.networks)
+        need(
+            self.model is None or self.model in networks,
+            f"model {self.model!r} is unknown for {self.tasks} tasks and {self.method!r}; use "
+            f"one of {networks}",
+        )
         for f in ("seed", "eval_seed"):
             v = getattr(self, f)
             need(

@@ -13,10 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from torch import nn
+
 from learntolearn.analysis.meta_gradients import compare_meta_gradients
 from learntolearn.data.sinusoid import with_task_parameters
 from learntolearn.experiments.spec import is_int, is_number, is_positive
-from learntolearn.experiments.training import Observer, OuterLoop
+from learntolearn.experiments.training import Observer
+from learntolearn.fewshot.training import OuterLoop
 from learntolearn.methods.anil import ANIL
 from learntolearn.methods.inner_loop import SGD, Adam, UpdateRule
 from learntolearn.methods.maml import MAML
@@ -116,7 +119,8 @@ class MethodEntry:
     measurements along training (on a fixed batch of training tasks). ``prepare``: what the
     method's inputs add to a task batch (``extra_inputs`` features). ``label``: the name a
     reader knows it by. ``models``: the networks (``config.model``) it works with (None: any).
-    ``check(config)``: what else is wrong with a config for it, or None.
+    ``check(config)``: what else is wrong with a config for it, or None. ``networks``: the
+    networks the method brings itself, by ``config.model`` (besides the task family's).
     """
 
     families: tuple[str, ...]
@@ -130,6 +134,7 @@ class MethodEntry:
     label: Callable[[ExperimentConfig], str] = field(default=lambda c: c.method)
     models: tuple[str | None, ...] | None = None
     check: Callable[[ExperimentConfig], str | None] = _no_problem
+    networks: Mapping[str, Callable[[ExperimentConfig], nn.Module]] = field(default_factory=dict)
 
 
 def inner_rule(c: ExperimentConfig, lr: float) -> UpdateRule:

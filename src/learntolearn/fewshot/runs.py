@@ -19,12 +19,13 @@ from learntolearn.experiments import distributed, provenance
 from learntolearn.experiments.compare import Verdict, compare_evaluations
 from learntolearn.experiments.device import resolve_device
 from learntolearn.experiments.runner import obtain
-from learntolearn.experiments.training import RunSettings, TrainState, train
+from learntolearn.experiments.training import RunSettings, TrainState
 from learntolearn.fewshot.config import ExperimentConfig
 from learntolearn.fewshot.evaluation import evaluate, milestones
 from learntolearn.fewshot.method_table import METHODS, MethodEntry
 from learntolearn.fewshot.store import Result, ResultStore
 from learntolearn.fewshot.task_families import FAMILIES, TaskFamily
+from learntolearn.fewshot.training import train
 from learntolearn.methods.protocol import Method
 from learntolearn.objective import Objective, Params, init_params
 from learntolearn.paths import runs_dir
@@ -58,7 +59,8 @@ def build(config: ExperimentConfig, device: torch.device) -> Setup:
     family, entry = FAMILIES[config.tasks], METHODS[config.method]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = family.network(config, entry.extra_inputs).to(device)
+        own = entry.networks.get(config.model) if config.model is not None else None
+        model = (own(config) if own else family.network(config, entry.extra_inputs)).to(device)
     objective = Objective(model, family.loss)
     method = entry.build(config, objective)
     return Setup(method, init_params(model), family.sampler(config, device), family, entry)

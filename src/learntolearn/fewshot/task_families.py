@@ -41,7 +41,7 @@ from learntolearn.tasks import TaskBatch, TaskDistribution
 if TYPE_CHECKING:
     from learntolearn.fewshot.config import ExperimentConfig
 
-__all__ = ["CLASSIFIERS", "FAMILIES", "TaskFamily", "TestSet"]
+__all__ = ["FAMILIES", "OMNIGLOT_NETWORKS", "TaskFamily", "TestSet"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class TaskFamily:
     test_sets: Callable[[ExperimentConfig], list[TestSet]]
     check: Callable[[ExperimentConfig], str | None]  # what is wrong with its fields, or None
     chunk: int | None = None  # test tasks adapted at once (memory and speed; same results)
+    networks: tuple[str, ...] = ()  # the config.model values it builds (none: model unset)
 
 
 def _whole(v: object) -> bool:
@@ -82,16 +83,27 @@ def _sinusoid_check(c: ExperimentConfig) -> str | None:
     return None
 
 
-# ConvNet (strided), ConvNet (max-pool), FCNet; the metric-based methods' networks; MAML's
-# strided ConvNet with 32 filters (Ravi & Larochelle's width) as a Meta-Learner LSTM's learner
-CLASSIFIERS = ("conv", "conv-pool", "fc", *METRIC_NETWORKS, "meta-lstm")
+def _metric_network(name: str) -> Callable[[ExperimentConfig], nn.Module]:
+    return lambda c: METRIC_NETWORKS[name]()
+
+
+# Omniglot's networks by config.model: ConvNet (strided), ConvNet (max-pool), FCNet; the
+# metric-based methods' networks; MAML's strided ConvNet with 32 filters (Ravi & Larochelle's
+# width) as a Meta-Learner LSTM's learner. A method may bring its own (its table entry).
+OMNIGLOT_NETWORKS: dict[str, Callable[[ExperimentConfig], nn.Module]] = {
+    "conv": lambda c: ConvNet(c.n_way, pool=False),
+    "conv-pool": lambda c: ConvNet(c.n_way, pool=True),
+    "fc": lambda c: FCNet(c.n_way),
+    **{name: _metric_network(name) for name in METRIC_NETWORKS},
+    "meta-lstm": lambda c: LearnerAndMetaLearner(ConvNet(c.n_way, hidden=32), MetaLearnerCell()),
+}
 
 
 def _classification_check(c: ExperimentConfig) -> str | None:
     if not (_whole(c.n_way) and c.n_way >= 2):
         return f"n_way must be an integer >= 2, got {c.n_way!r}"
-    if c.model not in CLASSIFIERS:
-        return f"model {c.model!r} is unknown; use one of {CLASSIFIERS}"
+    if c.model is None:
+        return "model must name a network for classification tasks"
     if c.hidden is not None:
         return "hidden applies to sinusoid tasks; use model instead"
     if not (_whole(c.test_steps) and 0 <= c.test_steps <= c.eval_steps):
@@ -124,13 +136,7 @@ def _sinusoid_tests(c: ExperimentConfig) -> list[TestSet]:
 
 def _classifier(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
     assert c.n_way is not None and extra_inputs == 0 and c.model is not None
-    if c.model in METRIC_NETWORKS:
-        return METRIC_NETWORKS[c.model]()
-    if c.model == "fc":
-        return FCNet(c.n_way)
-    if c.model == "meta-lstm":
-        return LearnerAndMetaLearner(ConvNet(c.n_way, hidden=32), MetaLearnerCell())
-    return ConvNet(c.n_way, pool=c.model == "conv-pool")
+    return OMNIGLOT_NETWORKS[c.model](c)
 
 
 def _omniglot_train(split: str) -> Callable[[ExperimentConfig, torch.device], TaskDistribution]:
@@ -190,12 +196,6 @@ def _decoded(split: str, images: str, data: str) -> MiniImagenet:
     return load_miniimagenet(split)
 
 
-def _miniimagenet_check(c: ExperimentConfig) -> str | None:
-    if c.model not in ("conv-pool", "meta-lstm"):
-        return f"miniImageNet takes model 'conv-pool' or 'meta-lstm', got {c.model!r}"
-    return _classification_check(c)
-
-
 def _miniimagenet_network(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
     """The 4-block max-pool ConvNet with 32 filters on 84x84 RGB images (MAML Sec. 5.2; Ravi
     & Larochelle's learner), alone or with a meta-learner."""
@@ -233,6 +233,7 @@ FAMILIES: dict[str, TaskFamily] = {
         test_sets=_omniglot_tests,
         check=_classification_check,
         chunk=25,
+        networks=tuple(OMNIGLOT_NETWORKS),
     ),
 }
 FAMILIES["miniimagenet"] = replace(
@@ -240,7 +241,7 @@ FAMILIES["miniimagenet"] = replace(
     network=_miniimagenet_network,
     sampler=_miniimagenet_train,
     test_sets=_miniimagenet_tests,
-    check=_miniimagenet_check,
+    networks=("conv-pool", "meta-lstm"),
 )
 FAMILIES["omniglot-lake"] = replace(
     FAMILIES["omniglot"], sampler=_omniglot_train("background"), test_sets=_lake_tests, chunk=None

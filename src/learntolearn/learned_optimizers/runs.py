@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from learntolearn.analysis.statistics import mean_ci95
 from learntolearn.data.mnist import flat_digits
@@ -32,7 +31,8 @@ from learntolearn.experiments.compare import Verdict, compare_evaluations
 from learntolearn.experiments.device import cpu_numerics, resolve_device
 from learntolearn.experiments.runner import obtain
 from learntolearn.experiments.store import Layout, Store, Stored, verify_checksums
-from learntolearn.io import load_tensors, save_tensors
+from learntolearn.experiments.training import RunSettings, loop
+from learntolearn.io import load_tensors
 from learntolearn.learned_optimizers.config import BASELINES, OptimizerConfig, Setting
 from learntolearn.methods.inner_loop import NAG, SGD, Adam, RMSprop, UpdateRule
 from learntolearn.methods.learned_optimizer import LSTMOptimizer, NonFiniteLossError, unroll
@@ -191,68 +191,31 @@ def _evaluate(config: OptimizerConfig, rule: LSTMOptimizer, dev: torch.device) -
     return out
 
 
-def _train(
-    config: OptimizerConfig,
-    dev: torch.device,
-    checkpoint: Path,
-    checkpoint_every: int,
-    deadline: float | None,
-    progress: bool,
-) -> tuple[Params, dict[str, Any]]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        net = _network(config).to(dev)
-    weights = init_params(net)
-    outer = torch.optim.Adam(list(weights.values()), lr=config.meta_lr)
-    gen = torch.Generator(dev).manual_seed(config.seed)
-    done, history, wall = 0, [], 0.0
-    if checkpoint.is_file():
-        saved = load_tensors(checkpoint, dev)
-        for k, v in saved["weights"].items():
-            weights[k].data.copy_(v)
-        outer.load_state_dict(saved["outer"])
-        if saved.get("device", "cpu") != dev.type:
-            raise ValueError(
-                f"{checkpoint} was written on {saved.get('device', 'cpu')}, not {dev.type}: "
-                "resume it there (the problems it draws depend on the device), or delete it"
-            )
-        gen.set_state(saved["generator"].cpu())
-        done, history, wall = saved["iteration"], saved["history"], saved["wall_time_s"]
-    rule = LSTMOptimizer(net, weights, config.scale, config.p)
-    family = _family(config, Setting(steps=config.horizon), True, dev)
+class OptimizerStep:
+    """One training horizon of the LSTM optimizer (the engine's :class:`~learntolearn.
+    experiments.training.TrainingStep`): fresh problems, then ``horizon / unroll`` truncated
+    unrolls, each followed by an Adam step on φ (Andrychowicz et al. 2016, Sec. 2.1: truncated
+    backpropagation through time); its loss is the mean optimizee loss over the horizon."""
 
-    def save(iteration: int) -> None:
-        save_tensors(
-            checkpoint,
-            {
-                "weights": {k: v.detach().cpu() for k, v in weights.items()},
-                "outer": outer.state_dict(),
-                "generator": gen.get_state(),
-                "iteration": iteration,
-                "history": history,
-                "wall_time_s": wall,
-                "device": dev.type,
-            },
-        )
+    def __init__(self, config: OptimizerConfig, dev: torch.device) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            net = _network(config).to(dev)
+        self.config, self.dev = config, dev
+        self.params = init_params(net)
+        self.outer = torch.optim.Adam(list(self.params.values()), lr=config.meta_lr)
+        self.gen = torch.Generator(dev).manual_seed(config.seed)
+        self.rule = LSTMOptimizer(net, self.params, config.scale, config.p)
+        self.family = _family(config, Setting(steps=config.horizon), True, dev)
 
-    bar = tqdm(
-        total=config.iterations,
-        initial=done,
-        desc=config.name,
-        unit="horizon",
-        disable=True if not progress else None,
-    )
-    for it in range(done, config.iterations):
-        if deadline is not None and time.monotonic() > deadline:
-            save(it)
-            raise InterruptedError(f"{config.key} stopped at {it}/{config.iterations}; rerun")
-        start = time.perf_counter()
-        problems = family.sample(config.meta_batch, config.horizon, gen)
+    def step(self, iteration: int) -> Tensor:
+        config = self.config
+        problems = self.family.sample(config.meta_batch, config.horizon, self.gen)
         theta, state, seen = problems.params, {}, []
         for s in range(0, config.horizon, config.unroll):
             try:
                 meta_loss, theta, state, losses = unroll(
-                    rule,
+                    self.rule,
                     problems.loss,
                     theta,
                     state,
@@ -262,25 +225,68 @@ def _train(
                 )
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(
-                    f"{config.key}, training iteration {it}: {err}; nothing was stored, the "
-                    f"checkpoint {checkpoint} holds the last good state"
+                    f"{config.key}, training iteration {iteration}: {err}; nothing was stored, "
+                    "the checkpoint in in-progress/ holds the last good state"
                 ) from err
-            outer.zero_grad()
+            self.outer.zero_grad()
             (meta_loss / (config.unroll * config.meta_batch)).backward()
-            grads = [w.grad for w in weights.values() if w.grad is not None]
+            grads = [w.grad for w in self.params.values() if w.grad is not None]
             if not all(bool(torch.isfinite(g).all()) for g in grads):
-                raise NonFiniteLossError(f"{config.key}: non-finite meta-gradient at {it}")
-            outer.step()
+                raise NonFiniteLossError(f"{config.key}: non-finite meta-gradient at {iteration}")
+            self.outer.step()
             theta = {k: v.detach() for k, v in theta.items()}
             state = {k: v.detach() for k, v in state.items()}
             seen += losses
-        wall += time.perf_counter() - start
-        history.append(sum(seen) / len(seen))
-        bar.update(1)
-        if (it + 1) % checkpoint_every == 0 and it + 1 < config.iterations:
-            save(it + 1)
-    bar.close()
-    return weights, {"iterations": config.iterations, "history": history, "wall_time_s": wall}
+        return torch.tensor(sum(seen) / len(seen), dtype=torch.float64)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "outer": self.outer.state_dict(),
+            "generator": self.gen.get_state(),
+            "device": self.dev.type,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("device", "cpu") != self.dev.type:
+            raise ValueError(
+                f"a checkpoint of {self.config.key} was written on {state.get('device', 'cpu')}, "
+                f"not {self.dev.type}: resume it there (the problems it draws depend on the "
+                "device), or delete it"
+            )
+        self.outer.load_state_dict(state["outer"])
+        self.gen.set_state(state["generator"].cpu())
+
+
+def _train(
+    config: OptimizerConfig,
+    dev: torch.device,
+    checkpoint: Path,
+    checkpoint_every: int,
+    deadline: float | None,
+    progress: bool,
+) -> tuple[Params, dict[str, Any]]:
+    """Meta-train φ through the engine's loop (a history entry per horizon)."""
+    step = OptimizerStep(config, dev)
+    run = RunSettings(
+        key=config.key,
+        iterations=config.iterations,
+        seed=config.seed,
+        device=dev,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        deadline=deadline,
+        history_every=1,
+        unit="horizon",
+    )
+    state = loop(step, run)
+    if state.iteration < config.iterations:
+        raise InterruptedError(
+            f"{config.key} stopped at {state.iteration}/{config.iterations}; rerun to resume"
+        )
+    history = [mean for _, mean in state.history]
+    train = {"iterations": config.iterations, "history": history, "wall_time_s": state.wall_time_s}
+    return state.params, train
 
 
 def run_optimizer(

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
-    "CLASSIFIERS",
+    "CLASSIFICATION_METHODS",
     "LABELS",
     "PAPERS",
     "Paper",
@@ -42,7 +42,7 @@ __all__ = [
     "plot_compute",
 ]
 
-CLASSIFIERS = (*GRADIENT_METHODS, *METRIC_METHODS, "meta-lstm")
+CLASSIFICATION_METHODS = (*GRADIENT_METHODS, *METRIC_METHODS, "meta-lstm")
 LABELS = {
     "maml": "MAML",
     "fomaml": "first-order MAML",
