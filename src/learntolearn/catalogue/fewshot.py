@@ -20,6 +20,7 @@ __all__ = [
     "OMNIGLOT_SETTINGS",
     "fewshot_experiment",
     "fewshot_names",
+    "omniglot_name",
 ]
 
 # Seconds per Omniglot run, every code path (the meta-gradient monitor, milestone evaluations).
@@ -222,6 +223,12 @@ def _sinusoid_reptile(profile: str) -> ExperimentConfig:
 
 
 OMNIGLOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
+
+
+def omniglot_name(method: str, n_way: int, k_shot: int) -> str:
+    """The name of ``method``'s N-way K-shot Omniglot experiment, e.g. 'omniglot/maml-5w1s'."""
+    return f"omniglot/{method}-{n_way}w{k_shot}s"
+
 METRIC_METHODS = ("siamese", "matching", "protonet", "relation")  # in the chapter's order
 GRADIENT_METHODS = ("maml", "fomaml", "reptile", "anil")
 

@@ -38,7 +38,6 @@ __all__ = [
     "PAPERS",
     "Paper",
     "compute_points",
-    "omniglot_name",
     "plot_compute",
 ]
 
@@ -54,10 +53,6 @@ LABELS = {
     "relation": "Relation",
     "meta-lstm": "Meta-Learner LSTM",
 }
-
-
-def omniglot_name(method: str, n_way: int, k_shot: int) -> str:
-    return f"omniglot/{method}-{n_way}w{k_shot}s"
 
 
 @dataclass(frozen=True)
