@@ -15,6 +15,7 @@ import pytest
 from learntolearn.catalogue import experiment, names, run, store_for
 from learntolearn.catalogue.learned_optimizers import optimizer_experiment
 from learntolearn.cli import main
+from learntolearn.data.verified import DataError
 from learntolearn.experiments.spec import PROFILES, ConfigError
 from learntolearn.experiments.store import CHECKSUMS, DamagedResultError
 from learntolearn.fewshot.config import ExperimentConfig
@@ -169,3 +170,31 @@ def test_an_analysis_that_does_not_apply_is_refused_before_training(capsys):
     err = capsys.readouterr().err
     assert "feature_reuse analyses a MAML or ANIL classifier" in err
     assert not Path(store_for(experiment("sinusoid/maml-k5", "smoke")).root).exists()
+
+
+@pytest.mark.parametrize("n_way", [2000, 10**12])
+def test_a_way_the_test_split_cannot_give_is_refused_before_training(
+    n_way, real_env_vars, monkeypatch
+):
+    for key, value in real_env_vars.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("learntolearn.fewshot.runs.train", lambda *a, **k: pytest.fail("trained"))
+    cfg = experiment("omniglot/protonet-5w1s", "smoke").with_(n_way=n_way, train_way=5)
+    with pytest.raises(DataError, match=f"{n_way}-way tasks need {n_way} classes; it has 1692"):
+        run(cfg, device="cpu", progress=False)
+    assert not store_for(cfg).checkpoint_path(cfg).exists()
+
+
+def test_a_truncated_lake_archive_is_refused_before_training(real_env_vars, tmp_path, monkeypatch):
+    data = tmp_path / "data" / "omniglot"
+    shutil.copytree(Path(real_env_vars["LEARNTOLEARN_DATA"]) / "omniglot", data)
+    runs = data / "one-shot-classification" / "all_runs.zip"
+    runs.write_bytes(runs.read_bytes()[:5000])
+    sums = runs.parent / "SHA256SUMS"
+    if sums.exists():
+        sums.unlink()
+    monkeypatch.setenv("LEARNTOLEARN_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LEARNTOLEARN_CACHE", real_env_vars["LEARNTOLEARN_CACHE"])
+    monkeypatch.setattr("learntolearn.fewshot.runs.train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(DataError, match=r"all_runs\.zip"):
+        run(experiment("omniglot/siamese-lake", "smoke"), device="cpu", progress=False)

@@ -111,3 +111,26 @@ def test_meta_learner_lstm_trains_on_a_tiny_miniimagenet(tmp_path: Path, monkeyp
     result = run(config, device="cpu", progress=False)
     curve = result.curve("non-transductive")
     assert len(curve["mean"]) == 3 and all(0 <= v <= 1 for v in curve["mean"])
+
+
+def test_a_missing_test_image_is_refused_before_training(tmp_path: Path, monkeypatch) -> None:
+    """The test split's files are checked before the first iteration, not after training."""
+    from learntolearn.catalogue import experiment, run
+    from learntolearn.data.verified import MissingDataError
+
+    root = tmp_path / "data" / "miniimagenet"
+    root.mkdir(parents=True)
+    _folder(root, classes=5, per_class=16)
+    (root / "splits").rename(root / "ravi")
+    (root / "splits").mkdir()
+    (root / "ravi").rename(root / "splits" / "ravi")
+    test_csv = (root / "splits" / "ravi" / "test.csv").read_text().splitlines()
+    (root / "images" / test_csv[1].split(",")[0]).unlink()
+    monkeypatch.setenv("LEARNTOLEARN_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("LEARNTOLEARN_MINIIMAGENET", raising=False)
+    monkeypatch.setattr("learntolearn.fewshot.runs.train", lambda *a, **k: pytest.fail("trained"))
+    config = experiment("miniimagenet/meta-lstm-5w1s", "smoke")
+    with pytest.raises(MissingDataError, match=r"test\.csv lists are not in"):
+        run(config, device="cpu", progress=False)

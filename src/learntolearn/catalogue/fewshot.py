@@ -229,6 +229,7 @@ def omniglot_name(method: str, n_way: int, k_shot: int) -> str:
     """The name of ``method``'s N-way K-shot Omniglot experiment, e.g. 'omniglot/maml-5w1s'."""
     return f"omniglot/{method}-{n_way}w{k_shot}s"
 
+
 METRIC_METHODS = ("siamese", "matching", "protonet", "relation")  # in the chapter's order
 GRADIENT_METHODS = ("maml", "fomaml", "reptile", "anil")
 

@@ -80,7 +80,7 @@ _SPLIT_URL = (
     "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/"
     "data/omniglot/splits/vinyals/{name}.txt"
 )
-_DRAWINGS = 20  # drawings per character
+DRAWINGS = 20  # drawings per character
 _SOURCE_SIZE = (105, 105)
 _SIZE = 28
 _MAX_MEMBER_BYTES = 1 << 20  # an Omniglot PNG is about 300 bytes; refuse anything huge
@@ -121,8 +121,8 @@ def _index(zf: zipfile.ZipFile, path: Path, root: str, count: int) -> dict[str, 
     if found != count:
         raise DataError(f"{path} holds {found} images under {root}/, expected {count}. {REMEDY}")
     for character, names in members.items():
-        if len(names) != _DRAWINGS:
-            raise DataError(f"{path}: {character} has {len(names)} drawings, expected {_DRAWINGS}")
+        if len(names) != DRAWINGS:
+            raise DataError(f"{path}: {character} has {len(names)} drawings, expected {DRAWINGS}")
     return members
 
 
@@ -152,8 +152,8 @@ def _build(archives: dict[str, Path], download: bool) -> Omniglot:
                     f"archives, e.g. {sorted(missing)[0]}. {REMEDY}"
                 )
         characters = sorted(where)
-        images = np.empty((len(characters), _DRAWINGS, _SIZE, _SIZE), dtype=np.uint8)
-        bar = tqdm(total=images.shape[0] * _DRAWINGS, desc="omniglot: decoding", unit="img")
+        images = np.empty((len(characters), DRAWINGS, _SIZE, _SIZE), dtype=np.uint8)
+        bar = tqdm(total=images.shape[0] * DRAWINGS, desc="omniglot: decoding", unit="img")
         with bar:
             for i, character in enumerate(characters):
                 zf, path, names = where[character]
@@ -165,7 +165,7 @@ def _build(archives: dict[str, Path], download: bool) -> Omniglot:
                             f"{path}: member {name} is damaged ({type(err).__name__}: {err}). "
                             f"{REMEDY}"
                         ) from err
-                bar.update(_DRAWINGS)
+                bar.update(DRAWINGS)
     return Omniglot(torch.from_numpy(images), characters)
 
 
@@ -187,7 +187,7 @@ def _load_cache(path: Path, sources: dict[str, str]) -> Omniglot | None:
     ):
         return None
     images, characters = obj["images"], obj["characters"]
-    if images.dtype != torch.uint8 or images.shape != (len(characters), _DRAWINGS, _SIZE, _SIZE):
+    if images.dtype != torch.uint8 or images.shape != (len(characters), DRAWINGS, _SIZE, _SIZE):
         return None
     return Omniglot(images, characters)
 

@@ -90,6 +90,7 @@ def run(
     """
 
     def compute(dev: torch.device, code: dict[str, Any]) -> Result | None:
+        FAMILIES[config.tasks].check_data(config)  # before the network is even built
         checkpoint = store.checkpoint_path(config)
         legacy = runs_dir() / f"{config.key}.pt"  # where checkpoints lived before in-progress/
         if distributed.world()[0] == 0 and legacy.is_file() and not checkpoint.is_file():

@@ -24,13 +24,19 @@ import torch
 from torch import nn
 
 from learntolearn.data.augment import AffineDistortions
-from learntolearn.data.miniimagenet import MiniImagenet, MiniImagenetTasks, load_miniimagenet
+from learntolearn.data.miniimagenet import (
+    MiniImagenet,
+    MiniImagenetTasks,
+    listed_images,
+    load_miniimagenet,
+)
 from learntolearn.data.miniimagenet import fixed_tasks as fixed_miniimagenet
-from learntolearn.data.omniglot import OmniglotTasks, load_omniglot
+from learntolearn.data.omniglot import DRAWINGS, OmniglotTasks, load_omniglot, split_classes
 from learntolearn.data.omniglot import fixed_tasks as fixed_omniglot
-from learntolearn.data.omniglot_runs import lake_runs
+from learntolearn.data.omniglot_runs import check_lake_runs, lake_runs
 from learntolearn.data.sinusoid import SinusoidTasks
 from learntolearn.data.sinusoid import fixed_tasks as fixed_sinusoids
+from learntolearn.data.verified import DataError
 from learntolearn.models.metric_networks import METRIC_NETWORKS
 from learntolearn.models.networks import MLP, ConvNet, FCNet
 from learntolearn.models.optimizers import LearnerAndMetaLearner, MetaLearnerCell
@@ -69,6 +75,9 @@ class TaskFamily:
     check: Callable[[ExperimentConfig], str | None]  # what is wrong with its fields, or None
     chunk: int | None = None  # test tasks adapted at once (memory and speed; same results)
     networks: tuple[str, ...] = ()  # the config.model values it builds (none: model unset)
+    # what the config asks of the data (classes, examples per class, the test files), checked
+    # before any training: a clear error now instead of one after hours
+    check_data: Callable[[ExperimentConfig], None] = lambda c: None
 
 
 def _whole(v: object) -> bool:
@@ -137,6 +146,47 @@ def _sinusoid_tests(c: ExperimentConfig) -> list[TestSet]:
 def _classifier(c: ExperimentConfig, extra_inputs: int) -> nn.Module:
     assert c.n_way is not None and extra_inputs == 0 and c.model is not None
     return OMNIGLOT_NETWORKS[c.model](c)
+
+
+def _enough(what: str, n_way: int, classes: int, examples: int, per_class: int) -> None:
+    """Refuse an N-way task with ``examples`` per class from ``classes`` classes of
+    ``per_class`` examples, naming ``what``."""
+    if n_way > classes:
+        raise DataError(f"{what}: {n_way}-way tasks need {n_way} classes; it has {classes}")
+    if examples > per_class:
+        raise DataError(
+            f"{what}: {examples} examples per class (support + query) are more than its {per_class}"
+        )
+
+
+def _omniglot_data(split: str) -> Callable[[ExperimentConfig], None]:
+    """The training classes of ``split`` and the test split: enough classes and drawings for
+    the training and test tasks (Lake's runs: every file of the archive read and checked)."""
+
+    def check(c: ExperimentConfig) -> None:
+        assert c.n_way is not None
+        way = c.train_way or c.n_way
+        train = len(split_classes(split))
+        _enough(f"Omniglot split {split!r}", way, train, c.k_shot + c.k_query, DRAWINGS)
+        if split == "background":  # Lake's runs are the test tasks
+            check_lake_runs()
+            return
+        test = len(split_classes("test"))
+        for k in c.eval_shots:
+            _enough("the Omniglot test split", c.n_way, test, k + c.eval_query, DRAWINGS)
+
+    return check
+
+
+def _miniimagenet_data(c: ExperimentConfig) -> None:
+    """Every image the training and test splits list is there (none is decoded yet)."""
+    assert c.n_way is not None
+    for split in ("train", "test"):
+        _, by_class = listed_images(split)
+        per_class = min(len(files) for files in by_class.values())
+        queries = c.k_query if split == "train" else c.eval_query
+        for k in (c.k_shot,) if split == "train" else c.eval_shots:
+            _enough(f"miniImageNet split {split!r}", c.n_way, len(by_class), k + queries, per_class)
 
 
 def _omniglot_train(split: str) -> Callable[[ExperimentConfig, torch.device], TaskDistribution]:
@@ -234,6 +284,7 @@ FAMILIES: dict[str, TaskFamily] = {
         check=_classification_check,
         chunk=25,
         networks=tuple(OMNIGLOT_NETWORKS),
+        check_data=_omniglot_data("train"),
     ),
 }
 FAMILIES["miniimagenet"] = replace(
@@ -242,7 +293,12 @@ FAMILIES["miniimagenet"] = replace(
     sampler=_miniimagenet_train,
     test_sets=_miniimagenet_tests,
     networks=("conv-pool", "meta-lstm"),
+    check_data=_miniimagenet_data,
 )
 FAMILIES["omniglot-lake"] = replace(
-    FAMILIES["omniglot"], sampler=_omniglot_train("background"), test_sets=_lake_tests, chunk=None
+    FAMILIES["omniglot"],
+    sampler=_omniglot_train("background"),
+    test_sets=_lake_tests,
+    chunk=None,
+    check_data=_omniglot_data("background"),
 )
