@@ -26,7 +26,7 @@ export PYTHONHASHSEED := 0
 unexport MPLBACKEND
 export TQDM_DISABLE ?=
 
-.PHONY: help env book execute html test lint unit slow smoke nbval render chromium reproduce clean
+.PHONY: help env book execute html test lint unit slow smoke nbval render chromium reproduce campaign clean
 
 help:
 	@echo "make book       build the book (executes chapters from the results store)"
@@ -35,6 +35,8 @@ help:
 	@echo "                missing from results/ (PLAN=1: plan only; ALLOW_CPU=1: paper on a CPU;"
 	@echo "                BUDGET=2h: stop cleanly after 2 h, to be resumed by the same command)"
 	@echo "make execute    re-execute the chapter notebooks in place (PROFILE=... to override)"
+	@echo "make campaign   the standing queue: missing paper runs, most published numbers per"
+	@echo "                CPU-hour first, on both cores (BUDGET=2h30m, WORKERS=2, PLAN=1)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -89,6 +91,12 @@ chromium:
 	command -v chromium >/dev/null || { \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# The standing queue on both cores, at the lowest priority, for BUDGET (default 2h30m): start it
+# at the beginning of a stretch of work, commit results/ (in-progress/ included) at its end.
+campaign: $(STAMP)
+	$(PY) -m learntolearn campaign --profile $(or $(PROFILE),paper) --allow-cpu \
+	  --budget $(or $(BUDGET),2h30m) --workers $(or $(WORKERS),2) $(if $(PLAN),--plan)
 
 reproduce: $(STAMP)
 	$(PY) -m learntolearn reproduce --profile $(or $(PROFILE),paper) \

@@ -294,6 +294,31 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_campaign(args: argparse.Namespace) -> int:
+    """The standing queue (:mod:`~learntolearn.catalogue.campaign`): print its plan, then run
+    its jobs on ``--workers`` processes at the lowest priority until the budget is spent."""
+    from learntolearn.catalogue.campaign import jobs, print_campaign, run_jobs
+    from learntolearn.experiments.device import resolve_device
+
+    chapters = args.chapter or list(CHAPTERS)
+    todo = list(dict.fromkeys(n for c in chapters for n in chapter_experiments(c, args.profile)))
+    dev = resolve_device(args.device)
+    steps, stored = plan(todo, args.profile, dev.type)
+    queue = jobs(steps)
+    if not queue:
+        print(f"nothing to do: the {stored} experiments at profile {args.profile} are stored")
+        return 0
+    print_campaign(queue, args.workers, args.budget)
+    if args.plan:
+        return 0
+    if args.profile == "paper" and dev.type == "cpu" and not args.allow_cpu:
+        raise RuntimeError(
+            "the campaign trains the paper profile on the CPU: pass --allow-cpu "
+            "(make campaign does), or run it on a GPU machine"
+        )
+    return run_jobs(queue, args.workers, args.budget, args.profile, str(dev))
+
+
 _CPU_SIZED = (SearchConfig,)  # the search is the book's own, sized for a CPU at every profile
 
 
@@ -503,6 +528,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     training_options(p)
     p.set_defaults(func=_cmd_reproduce)
+
+    p = add(
+        "campaign",
+        "run the standing queue: the missing runs of every chapter, the most published numbers "
+        "per CPU-hour first, on every core, in sittings",
+        f"{PROFILE_HELP} (default: paper)",
+        epilog="Each job is `reproduce --only NAME ...` (a training run and the settings "
+        "evaluated from it) in its own process at the lowest priority, one thread each; a "
+        "worker takes the next job when its last one ends. Every run stops cleanly when the "
+        "budget is spent and resumes from its checkpoint the next time.",
+    )
+    p.add_argument(
+        "--budget", type=_budget, metavar="TIME", required=True, help="e.g. 2h30m: the sitting"
+    )
+    p.add_argument(
+        "--workers", type=_positive, default=2, help="processes at once (default: 2, the cores)"
+    )
+    p.add_argument(
+        "--chapter",
+        action="append",
+        choices=sorted(CHAPTERS),
+        metavar="CHAPTER",
+        help="only this chapter's experiments (repeat for several; default: every chapter)",
+    )
+    p.add_argument("--plan", action="store_true", help="print the queue and stop")
+    p.add_argument("--allow-cpu", action="store_true", help="train the paper profile on the CPU")
+    device(p)
+    p.set_defaults(func=_cmd_campaign)
 
     p = add(
         "notebook",
