@@ -57,20 +57,32 @@ LABELS = {
 
 @dataclass(frozen=True)
 class Paper:
-    """A paper's numbers per setting and, in a few words, the protocol behind them."""
+    """A paper's numbers per setting, in a few words the protocol behind them, and the
+    batch-norm mode its numbers are compared in (its code's, where it has batch norm)."""
 
     numbers: Mapping[tuple[int, int], Published]
     protocol: str
+    mode: str = "transductive"
 
 
 PAPERS: dict[str, Paper] = {
     "maml": Paper(OMNIGLOT_MAML, "60k it., meta-batch 32 / 16, transductive BN"),
     "fomaml": Paper(OMNIGLOT_FOMAML, "the Reptile paper's run, transductive BN"),
-    "reptile": Paper(OMNIGLOT_REPTILE, "100k / 200k it., 50 test steps, non-transductive"),
+    "reptile": Paper(
+        OMNIGLOT_REPTILE, "100k / 200k it., 50 test steps, non-transductive", "non-transductive"
+    ),
     "anil": Paper(ANIL_ANIL, "MAML's protocol, three seeds, 20-way only"),
-    "siamese": Paper(OMNIGLOT_SIAMESE, "the MAML paper's Tab. 1 row (Koch et al.'s net)"),
-    "matching": Paper(OMNIGLOT_MATCHING, "no fine-tuning, test split of Vinyals et al."),
-    "protonet": Paper(OMNIGLOT_PROTONET, "60-way training, 1,000 tasks of 15 queries"),
+    # Koch et al.'s network has no batch norm; Snell et al.'s code tests in eval mode; Vinyals
+    # et al. published no code: the support set's statistics (non-transductive) for all three
+    "siamese": Paper(
+        OMNIGLOT_SIAMESE, "the MAML paper's Tab. 1 row (Koch et al.'s net)", "non-transductive"
+    ),
+    "matching": Paper(
+        OMNIGLOT_MATCHING, "no fine-tuning, test split of Vinyals et al.", "non-transductive"
+    ),
+    "protonet": Paper(
+        OMNIGLOT_PROTONET, "60-way training, 1,000 tasks of 15 queries", "non-transductive"
+    ),
     "relation": Paper(OMNIGLOT_RELATION, "1,000 test episodes"),
 }
 """The Meta-Learner LSTM has no Omniglot number: Ravi & Larochelle report miniImageNet only."""

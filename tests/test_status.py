@@ -1,0 +1,62 @@
+"""The reproduction status table (issue 22), computed from a small store of stand-ins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from learntolearn.catalogue import experiment
+from learntolearn.reporting.progress import ProgressRun
+from learntolearn.reporting.published import Published
+from learntolearn.reporting.status import reproduction_status, status_table
+
+
+@dataclass
+class Stored:
+    """A stored result as the status reads it: its curve at the reported step."""
+
+    accuracy: float
+    config: object
+    reported_step: int = 0
+
+    def curve(self, mode: str) -> dict:
+        return {"mean": [self.accuracy], "ci95": [0.004]}
+
+
+def test_each_state_comes_from_the_evidence_the_store_has():
+    paper = SimpleNamespace(iterations=60_000, eval_shots=(1,))
+    cfg = experiment("omniglot/maml-5w1s", "paper")
+    published = {n: Published(98.7, 0.4, "MAML") for n in "abcdef"}
+    published["f"] = Published(97.3, None, "Koch")
+    runs = {
+        "a": ProgressRun("a", cfg, 60_000, finished=True, result=Stored(0.984, paper)),
+        "b": ProgressRun("b", cfg, 60_000, finished=True, result=Stored(0.975, paper)),
+        "c": ProgressRun(
+            "c",
+            cfg,
+            25_000,
+            [{"iteration": 25_000, "transductive/1": 0.982, "transductive/1/ci95": 0.006}],
+        ),
+        "d": ProgressRun("d", cfg),  # not started
+        "f": ProgressRun("f", cfg, 60_000, finished=True, result=Stored(0.968, paper)),
+    }
+    short = {"d": Stored(0.881, SimpleNamespace(profile="cpu", iterations=2_000))}
+    found = reproduction_status(
+        published, dict.fromkeys(published, "transductive"), runs, short, {"e": "too slow"}
+    )
+    states = {s.name: s.state for s in found}
+    assert states == {
+        "a": "reproduced",  # 98.4 inside 98.7 ± 0.4
+        "b": "finished, short of it",  # 97.5 outside it
+        "c": "in progress",
+        "d": "short run",
+        "e": "not run",
+        "f": "reproduced",  # no interval printed: within half a point (96.8 vs 97.3)
+    }
+    detail = {s.name: s.detail for s in found}
+    assert "25,000 of 60,000 it." in detail["c"] and "98.2" in detail["c"]
+    assert "-10.6 points" in detail["d"] and detail["e"] == "too slow"
+    table = status_table(found, {}, "Status")
+    assert "(2 reproduced, 1 finished, short of it, 1 in progress, 1 short run, 1 not run)" in (
+        table.caption
+    )
