@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from learntolearn.catalogue import experiment
@@ -18,6 +18,7 @@ class Stored:
     accuracy: float
     config: object
     reported_step: int = 0
+    metrics: dict = field(default_factory=lambda: {"train": {}})
 
     def curve(self, mode: str) -> dict:
         return {"mean": [self.accuracy], "ci95": [0.004]}

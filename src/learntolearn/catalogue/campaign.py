@@ -29,8 +29,6 @@ __all__ = ["ABLATIONS", "HELD", "Job", "held", "jobs", "print_campaign", "run_jo
 HELD = {
     "omniglot/matching-": "the cosine Matching network learns about 3x slower than its "
     "Euclidean ablation: understood and fixed or explained first",
-    "omniglot/relation-": "1,000,000 episodes is far past convergence: waits for the "
-    "validation stopping rule",
 }
 # The book's own ablations (no published number): queued after the papers' runs.
 ABLATIONS = ("-cosine", "-train5way", "-euclidean", "-fce", "-k1", "-q15")

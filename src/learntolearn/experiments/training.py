@@ -33,6 +33,7 @@ __all__ = [
     "DivergedError",
     "Observer",
     "RunSettings",
+    "Stopper",
     "TrainState",
     "TrainingStep",
     "loop",
@@ -57,6 +58,20 @@ class TrainingStep(Protocol):
     params: Params
 
     def step(self, iteration: int) -> Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Stopper(Protocol):
+    """A stopping rule fixed before the run: every ``every`` iterations, ``check(iteration,
+    params)`` measures what it watches and says whether to stop now; its state (what it has
+    seen, the parameters it keeps) is saved in every checkpoint and resumed with the run."""
+
+    every: int
+
+    def check(self, iteration: int, params: Params) -> bool: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -119,14 +134,23 @@ class TrainState:
     history: list[list[float]] = field(default_factory=list)  # [iteration, mean loss]
     observed: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    stopped: bool = False  # the stopping rule ended the run before its last iteration
 
 
 def _finite(params: Params) -> bool:
     return all(bool(torch.isfinite(v).all()) for v in params.values())
 
 
-def _resume(path: Path, key: str, step: TrainingStep, state: TrainState, window: Tensor) -> None:
-    """Load checkpoint ``path`` of run ``key`` into ``step``, ``state`` and ``window``."""
+def _resume(
+    path: Path,
+    key: str,
+    step: TrainingStep,
+    state: TrainState,
+    window: Tensor,
+    stopper: Stopper | None,
+) -> None:
+    """Load checkpoint ``path`` of run ``key`` into ``step``, ``state``, ``window`` and the
+    stopping rule."""
     ck = load_tensors(path, map_location=window.device)
     if ck.get("format") == 1 and ck.get("key") == key:  # written on a history boundary
         ck = {**ck, "observed": {"monitor": ck["monitor"]}, "window": window.clone()}
@@ -143,19 +167,27 @@ def _resume(path: Path, key: str, step: TrainingStep, state: TrainState, window:
     state.iteration, state.history = ck["iteration"], ck["history"]
     state.observed = {name: ck["observed"].get(name, []) for name in state.observed}
     state.wall_time_s = ck["wall_time_s"]
+    state.stopped = bool(ck.get("stopped", False))
     window.copy_(ck["window"])
+    if stopper is not None and "stopper" in ck:
+        stopper.load_state_dict(ck["stopper"])
 
 
-def loop(step: TrainingStep, run: RunSettings, observers: Sequence[Observer] = ()) -> TrainState:
+def loop(
+    step: TrainingStep,
+    run: RunSettings,
+    observers: Sequence[Observer] = (),
+    stopper: Stopper | None = None,
+) -> TrainState:
     """Run ``step`` for ``run.iterations`` iterations, resuming from ``run.checkpoint`` when it
     exists; the state reached (fewer iterations when ``stop_after`` or ``deadline`` ended the
-    call: a checkpoint of it was written)."""
+    call: a checkpoint of it was written; or when ``stopper`` stopped the run: ``stopped``)."""
     device, key = run.device, run.key
     rank, size = distributed.world()
     state = TrainState(params=step.params, observed={o.name: [] for o in observers})
     window = torch.zeros((), device=device)
     if run.checkpoint is not None and run.checkpoint.is_file():
-        _resume(run.checkpoint, key, step, state, window)
+        _resume(run.checkpoint, key, step, state, window, stopper)
     bar = tqdm(
         total=run.iterations,
         initial=state.iteration,
@@ -208,6 +240,8 @@ def loop(step: TrainingStep, run: RunSettings, observers: Sequence[Observer] = (
             "observed": state.observed,
             "window": window.detach().clone(),  # the loss sum of the history entry in progress
             "wall_time_s": state.wall_time_s,
+            "stopped": state.stopped,
+            **({"stopper": stopper.state_dict()} if stopper is not None else {}),
         }
         save_tensors(run.checkpoint, checkpoint)
         if run.on_checkpoint is not None:
@@ -221,7 +255,7 @@ def loop(step: TrainingStep, run: RunSettings, observers: Sequence[Observer] = (
     try:
         unsaved = observe()  # e.g. a milestone evaluation at iteration 0: kept even if the
         # budget ends before the first iteration, so that the next sitting does not redo it
-        while state.iteration < run.iterations:
+        while state.iteration < run.iterations and not state.stopped:
             if stop():
                 if run.checkpoint is not None and (done_now or unsaved):
                     save()
@@ -242,8 +276,18 @@ def loop(step: TrainingStep, run: RunSettings, observers: Sequence[Observer] = (
                 state.history.append([state.iteration, mean])
                 window.zero_()
                 bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+            if stopper is not None and state.iteration % stopper.every == 0:
+                state.stopped = (
+                    distributed.agree(
+                        rank == 0 and stopper.check(state.iteration, state.params), device
+                    )
+                    if size > 1
+                    else stopper.check(state.iteration, state.params)
+                )
             if run.checkpoint is not None and (
-                state.iteration % run.checkpoint_every == 0 or state.iteration == run.iterations
+                state.iteration % run.checkpoint_every == 0
+                or state.iteration == run.iterations
+                or state.stopped
             ):
                 save()
     finally:

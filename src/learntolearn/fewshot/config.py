@@ -15,7 +15,14 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-from learntolearn.experiments.spec import PROFILES, ConfigError, Spec, is_int, is_positive
+from learntolearn.experiments.spec import (
+    PROFILES,
+    ConfigError,
+    Spec,
+    is_int,
+    is_number,
+    is_positive,
+)
 from learntolearn.fewshot.method_table import METHODS as METHOD_TABLE
 from learntolearn.fewshot.method_table import method_fields
 from learntolearn.fewshot.task_families import FAMILIES
@@ -86,6 +93,12 @@ class ExperimentConfig(Spec):
     # evaluate on the fixed test tasks every N iterations during training, at the reported
     # step only (a learning curve; never used to select a model)
     milestone_every: int | None = None
+    # a stopping rule fixed before the run (fewshot/stopping.py): score the validation classes
+    # every stop_every iterations, keep the best parameters, stop when the score has not risen
+    # by more than stop_delta (accuracy, a fraction) for stop_patience evaluations
+    stop_every: int | None = None
+    stop_patience: int | None = None
+    stop_delta: float | None = None
 
     def __post_init__(self) -> None:
         need = self.need
@@ -148,6 +161,23 @@ class ExperimentConfig(Spec):
             value = getattr(self, f)
             problem = None if value is None else check(self, value)
             need(problem is None, f"{f} {problem}")
+        rule = (self.stop_every, self.stop_patience, self.stop_delta)
+        need(
+            all(v is None for v in rule) or all(v is not None for v in rule),
+            "stop_every, stop_patience and stop_delta make one stopping rule: set all or none",
+        )
+        if self.stop_every is not None:
+            for f in ("stop_every", "stop_patience"):
+                v = getattr(self, f)
+                need(is_int(v) and v >= 1, f"{f} must be a positive integer, got {v!r}")
+            need(
+                is_number(self.stop_delta) and 0 <= self.stop_delta < 1,  # type: ignore[operator]
+                f"stop_delta must be a number in [0, 1), got {self.stop_delta!r}",
+            )
+            need(
+                family.validation_sets is not None,
+                f"{self.tasks} tasks have no validation classes for a stopping rule",
+            )
         need(
             entry.models is None or self.model in entry.models,
             f"method {self.method!r} takes model {' or '.join(map(str, entry.models or ()))}, "

@@ -23,6 +23,7 @@ from learntolearn.tasks import TaskBatch
 if TYPE_CHECKING:
     from learntolearn.fewshot.config import ExperimentConfig
     from learntolearn.fewshot.runs import Setup
+    from learntolearn.fewshot.task_families import TestSet
 
 __all__ = ["evaluate", "milestones", "test_chunks"]
 
@@ -38,12 +39,18 @@ def test_chunks(
             yield setup.prepare(part[i : i + step]).to(device)
 
 
-def evaluate(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
-    """``{metric key: {K: curve summary}}`` on every test set of the config's task family."""
+def evaluate(
+    config: ExperimentConfig,
+    setup: Setup,
+    params: Params,
+    sets: Sequence[TestSet] | None = None,
+) -> dict[str, Any]:
+    """``{metric key: {K: curve summary}}`` on every test set of the config's task family (or
+    on ``sets``, e.g. its validation sets)."""
     device = next(iter(params.values())).device
     cpu_numerics(device)
     family, out = setup.family, {}
-    for test in family.test_sets(config):
+    for test in family.test_sets(config) if sets is None else sets:
         modes = tuple(dict.fromkeys(test.keys.values()))
         curves: dict[str, list[torch.Tensor]] = {key: [] for key in test.keys}
         for batch in test_chunks(setup, test.tasks(), device):

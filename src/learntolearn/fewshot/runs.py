@@ -23,6 +23,7 @@ from learntolearn.experiments.training import RunSettings, TrainState
 from learntolearn.fewshot.config import ExperimentConfig
 from learntolearn.fewshot.evaluation import evaluate, milestones
 from learntolearn.fewshot.method_table import METHODS, MethodEntry
+from learntolearn.fewshot.stopping import ValidationPlateau
 from learntolearn.fewshot.store import Result, ResultStore
 from learntolearn.fewshot.task_families import FAMILIES, TaskFamily
 from learntolearn.fewshot.training import train
@@ -178,6 +179,7 @@ def _compute(
         setup.tasks.sample(config.meta_batch, torch.Generator(dev).manual_seed(config.seed + 7919))
     )
     observers = [*setup.entry.observers(config, setup.method, fixed), *milestones(config, setup)]
+    rule = ValidationPlateau(config, setup) if config.stop_every is not None else None
     state = train(
         setup.method,
         setup.params,
@@ -185,8 +187,9 @@ def _compute(
         setup.entry.outer(config),
         settings,
         observers,
+        rule,
     )
-    if state.iteration < config.iterations:
+    if state.iteration < config.iterations and not state.stopped:
         raise InterruptedError(
             f"{config.key} stopped at iteration {state.iteration}/{config.iterations}; "
             f"run it again to resume from {checkpoint}"
@@ -196,11 +199,15 @@ def _compute(
     train_metrics: dict[str, Any] = {"iterations": state.iteration, "history": state.history}
     train_metrics.update({name: records for name, records in state.observed.items() if records})
     train_metrics["cost"] = step_cost(setup.method.loss, state.params, fixed)
-    metrics = {"train": train_metrics, "eval": evaluate(config, setup, state.params)}
+    params = state.params
+    if rule is not None:  # the parameters kept on validation, and where the run ended
+        train_metrics["stopping"] = rule.summary(state.iteration, state.stopped)
+        params = rule.kept(state.params)
+    metrics = {"train": train_metrics, "eval": evaluate(config, setup, params)}
     made = provenance.collect(dev, state.wall_time_s, code)
     if sittings:  # trained over several sittings: each one's commit, device and iterations
         made["sittings"] = [*sittings, {**sitting, "to": state.iteration}]
-    result = store.save(config, metrics, made, state.params)
+    result = store.save(config, metrics, made, params)
     store.end_progress(config)
     return result
 

@@ -78,6 +78,8 @@ class TaskFamily:
     # what the config asks of the data (classes, examples per class, the test files), checked
     # before any training: a clear error now instead of one after hours
     check_data: Callable[[ExperimentConfig], None] = lambda c: None
+    # fixed tasks of the validation classes, for a stopping rule (None: the family has none)
+    validation_sets: Callable[[ExperimentConfig], list[TestSet]] | None = None
 
 
 def _whole(v: object) -> bool:
@@ -230,6 +232,13 @@ def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
     return _classification_tests(c, fixed_omniglot, load_omniglot)
 
 
+def _omniglot_validation(c: ExperimentConfig) -> list[TestSet]:
+    """Tasks of the validation characters of the Vinyals split (never the test characters),
+    drawn like the test tasks but from their own seed, for stopping rules."""
+    val = functools.partial(fixed_omniglot, split="val")
+    return _classification_tests(c.with_(eval_seed=c.eval_seed + 1), val, load_omniglot)
+
+
 def _lake_tests(c: ExperimentConfig) -> list[TestSet]:
     """Lake's 20 one-shot runs (20-way, one query per class: 400 trials); they are fixed, so
     ``eval_tasks``, ``eval_query`` and ``eval_seed`` do not apply."""
@@ -285,6 +294,7 @@ FAMILIES: dict[str, TaskFamily] = {
         chunk=25,
         networks=tuple(OMNIGLOT_NETWORKS),
         check_data=_omniglot_data("train"),
+        validation_sets=_omniglot_validation,
     ),
 }
 FAMILIES["miniimagenet"] = replace(
@@ -294,6 +304,7 @@ FAMILIES["miniimagenet"] = replace(
     test_sets=_miniimagenet_tests,
     networks=("conv-pool", "meta-lstm"),
     check_data=_miniimagenet_data,
+    validation_sets=None,
 )
 FAMILIES["omniglot-lake"] = replace(
     FAMILIES["omniglot"],
@@ -301,4 +312,5 @@ FAMILIES["omniglot-lake"] = replace(
     test_sets=_lake_tests,
     chunk=None,
     check_data=_omniglot_data("background"),
+    validation_sets=None,
 )

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from learntolearn.experiments import distributed
-from learntolearn.experiments.training import Observer, RunSettings, TrainState, loop
+from learntolearn.experiments.training import Observer, RunSettings, Stopper, TrainState, loop
 from learntolearn.methods.protocol import Method
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
@@ -153,6 +153,7 @@ def train(
     outer: OuterLoop,
     run: RunSettings,
     observers: Sequence[Observer] = (),
+    stopper: Stopper | None = None,
 ) -> TrainState:
     """Minimise ``learner.loss`` on meta-batches from ``sample`` with ``outer`` for
     ``run.iterations`` steps, resuming from ``run.checkpoint`` when it exists.
@@ -160,4 +161,4 @@ def train(
     In a distributed run (:mod:`~learntolearn.experiments.distributed`) every rank takes its
     share of each meta-batch and the meta-gradients are summed; rank 0 alone observes and
     writes checkpoints, and the returned state of the other ranks has no observations."""
-    return loop(MetaStep(learner, params, sample, outer, run), run, observers)
+    return loop(MetaStep(learner, params, sample, outer, run), run, observers, stopper)

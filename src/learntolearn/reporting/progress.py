@@ -45,7 +45,21 @@ class ProgressRun:
     result: Result | None = None  # the stored result, once finished
 
     @property
+    def stopping(self) -> dict[str, Any] | None:
+        """What the run's stopping rule recorded (a finished run's), or None."""
+        if self.result is None:
+            return None
+        found = self.result.metrics["train"].get("stopping")
+        return found if isinstance(found, dict) else None
+
+    @property
     def status(self) -> str:
+        rule = self.stopping
+        if self.finished and rule is not None and rule["ended_at"] < self.config.iterations:
+            return (
+                f"stopped at {rule['ended_at']:,} of {self.config.iterations:,} iterations "
+                f"({rule['reason']}; kept iteration {rule['best_iteration']:,})"
+            )
         if self.finished:
             return f"finished, {self.config.iterations:,} iterations"
         if not self.iteration:

@@ -68,7 +68,7 @@ def reproduction_status(
         if run is not None and run.finished and run.result is not None:
             ours, ci = _accuracy(run.result, mode)
             state = "reproduced" if _inside(ours, paper) else "finished, short of it"
-            detail = f"{fmt_ci(ours, ci, 1)} ({run.config.iterations:,} it., paper protocol)"
+            detail = f"{fmt_ci(ours, ci, 1)} ({run.status}, paper protocol)"
             out.append(Status(name, paper, state, detail, ours))
             continue
         if run is not None and run.iteration:
