@@ -85,17 +85,23 @@ def test_the_ravi_split_is_64_16_20_classes_of_600() -> None:
     assert not (classes[0] & classes[1] or classes[0] & classes[2] or classes[1] & classes[2])
 
 
-def test_meta_learner_lstm_trains_on_a_tiny_miniimagenet(tmp_path: Path, monkeypatch) -> None:
-    """The registered paper experiment, at the smoke profile, on a generated folder: the
-    family reads the CSVs and images from the data folder and the run stores a result."""
-    from learntolearn.catalogue import experiment, run
-
+def _data_folder(tmp_path: Path) -> Path:
+    """A generated miniImageNet laid out as in the data folder (splits/ravi/, images/)."""
     root = tmp_path / "data" / "miniimagenet"
     root.mkdir(parents=True)
     _folder(root, classes=5, per_class=16)
     (root / "splits").rename(root / "ravi")
     (root / "splits").mkdir()
     (root / "ravi").rename(root / "splits" / "ravi")
+    return root
+
+
+def test_meta_learner_lstm_trains_on_a_tiny_miniimagenet(tmp_path: Path, monkeypatch) -> None:
+    """The registered paper experiment, at the smoke profile, on a generated folder: the
+    family reads the CSVs and images from the data folder and the run stores a result."""
+    from learntolearn.catalogue import experiment, run
+
+    _data_folder(tmp_path)
     monkeypatch.setenv("LEARNTOLEARN_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
@@ -118,12 +124,7 @@ def test_a_missing_test_image_is_refused_before_training(tmp_path: Path, monkeyp
     from learntolearn.catalogue import experiment, run
     from learntolearn.data.verified import MissingDataError
 
-    root = tmp_path / "data" / "miniimagenet"
-    root.mkdir(parents=True)
-    _folder(root, classes=5, per_class=16)
-    (root / "splits").rename(root / "ravi")
-    (root / "splits").mkdir()
-    (root / "ravi").rename(root / "splits" / "ravi")
+    root = _data_folder(tmp_path)
     test_csv = (root / "splits" / "ravi" / "test.csv").read_text().splitlines()
     (root / "images" / test_csv[1].split(",")[0]).unlink()
     monkeypatch.setenv("LEARNTOLEARN_DATA", str(tmp_path / "data"))

@@ -129,6 +129,8 @@ def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
                 per_iteration = float(last.get("total_wall_time_s", 0.0)) / done
                 basis = f"{per_iteration:.3g} s/it: measured in this run's sittings so far"
         seconds = None if per_iteration is None else per_iteration * (cfg.iterations - done)
+        if cfg.stop_every is not None:
+            basis += "; at most: a stopping rule on validation may end it sooner"
         steps.append(Step(name, cfg, done, None, seconds, basis, cfg.iterations))
     return steps, len(configs) - len(steps)
 

@@ -106,6 +106,10 @@ def status_table(statuses: Sequence[Status], labels: Mapping[str, str], caption:
     )
 
 
+def _has_rule(config: object) -> bool:
+    return getattr(config, "stop_every", None) is not None
+
+
 def omniglot_status(short_profile: str = "cpu") -> list[Status]:
     """:func:`reproduction_status` of every Omniglot number of the results chapter (and Koch
     et al.'s on Lake's runs), from the store: nothing is trained."""
@@ -144,6 +148,7 @@ def omniglot_status(short_profile: str = "cpu") -> list[Status]:
             else "no measured cost to estimate it"
             if s.seconds is None
             else f"~ {duration(s.seconds)} of CPU at the paper protocol"
+            + (", at most: it stops on a validation plateau" if _has_rule(s.config) else "")
         )
         reasons[s.name] = f"{why}; {cost}" if why else cost
     return reproduction_status(published, modes, paper_runs, short, reasons)
