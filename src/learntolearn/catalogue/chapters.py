@@ -42,6 +42,7 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
         "omniglot/protonet-5w1s-train5way",
         "omniglot/matching-5w1s-euclidean",
         "omniglot/matching-5w1s-fce",
+        "omniglot/matching-5w1s-scale10",
         *(f"omniglot/{m}-{n}w{k}s" for m in GRADIENT_METHODS for n, k in OMNIGLOT_SETTINGS),
     ),
     "07_lstm_optimizers": (

@@ -426,6 +426,12 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
             "omniglot/matching-5w1s-euclidean", _metric("matching", 5, 1), distance="euclidean"
         ),
     ),
+    # The cosine's temperature (chapter 6): the paper prints none; 10 lifts the softmax's
+    # ceiling that cosines in [0, 1] set (Oreshkin et al. 2018 study this metric scaling).
+    "omniglot/matching-5w1s-scale10": (
+        "matching",
+        _variant("omniglot/matching-5w1s-scale10", _metric("matching", 5, 1), attention_scale=10.0),
+    ),
     "omniglot/matching-5w1s-fce": (
         "matching",
         _variant(

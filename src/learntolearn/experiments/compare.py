@@ -77,7 +77,11 @@ def compare_evaluations(fresh: dict[str, Any], stored: dict[str, Any]) -> Verdic
         old = b[path]
         if new.get("diverged") != old.get("diverged") or len(new["mean"]) != len(old["mean"]):
             return Verdict(False, False, math.inf, f"{path} (diverged counts or steps)")
-        fields = ("mean", "ci95") if new.get("metric") == "accuracy" else ("mean", "ci95", "median")
+        fields = [  # the curves' fields (a learned optimizer's loss curves have no median)
+            f
+            for f in ("mean", "ci95", "median")
+            if f in new and f in old and not (f == "median" and new.get("metric") == "accuracy")
+        ]
         for field in fields:
             for step, (x, y) in enumerate(zip(new[field], old[field], strict=True)):
                 x, y = _num(x), _num(y)

@@ -85,6 +85,7 @@ class ExperimentConfig(Spec):
     train_way: int | None = None
     distance: str | None = None
     read_steps: int | None = None
+    attention_scale: float | None = None  # Matching: the temperature of its softmax (1 unset)
     meta_lr_halve_every: int | None = None
     augment: str | None = None
     # MAML: compare the exact and first-order meta-gradients every N iterations

@@ -106,6 +106,7 @@ READ_STEPS = ("read_steps", _integer(1))
 HALVE_EVERY = ("meta_lr_halve_every", _integer(1))
 DISTANCE = ("distance", _one_of(*DISTANCES))
 AUGMENT = ("augment", _one_of("affine"))
+ATTENTION_SCALE = ("attention_scale", _positive)
 MONITOR_EVERY = ("monitor_every", _no_check)
 
 
@@ -172,7 +173,7 @@ def _halving(c: ExperimentConfig) -> OuterLoop:
 
 def _matching(c: ExperimentConfig, objective: Objective) -> Method:
     assert c.distance is not None
-    return Matching(objective, c.distance, c.read_steps or 0)
+    return Matching(objective, c.distance, c.read_steps or 0, c.attention_scale or 1.0)
 
 
 def _matching_check(c: ExperimentConfig) -> str | None:
@@ -232,7 +233,7 @@ METHODS: dict[str, MethodEntry] = {
         families=("omniglot",),
         build=_matching,
         needs=dict((DISTANCE,)),
-        allows=dict((TRAIN_WAY, READ_STEPS)),
+        allows=dict((TRAIN_WAY, READ_STEPS, ATTENTION_SCALE)),
         models=("embedding", "fce"),
         check=_matching_check,
         label=lambda c: "matching-fce" if c.read_steps else "matching",
