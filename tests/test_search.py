@@ -4,6 +4,7 @@ objective's determinism, and a search that is killed and resumed."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_score_is_deterministic_and_a_diverged_run_scores_chance(digits: None) -
 
 
 def _trials(path: Path) -> dict:
-    studies = json.loads(path.read_text())["studies"]
+    studies = json.loads((path / "metrics.json").read_text())["studies"]
     return {k: (v["values"], v["params"]) for k, v in studies.items()}
 
 
@@ -188,7 +189,7 @@ def test_a_search_past_its_deadline_stops_and_the_command_continues_it(
     monkeypatch.setattr("learntolearn.catalogue.search.search_config", lambda profile: TINY)
     assert main(["search", "--profile", "smoke", "--quiet"]) == 0
     assert f"summary: {search_runs.summary_path(TINY)}" in capsys.readouterr().out
-    summary = json.loads(search_runs.summary_path(TINY).read_text())
+    summary = search_runs.load_summary(TINY, compute=False)
     assert [s["workers"] for s in summary["provenance"]["sittings"]] == [1, 1]
 
 
@@ -203,7 +204,7 @@ def test_reproduce_plans_and_runs_the_search(
     assert "search/mnist-mlp             18 trials" in capsys.readouterr().out
     assert not search_runs.summary_path(TINY).exists()
     assert main([*args, "--quiet"]) == 0
-    assert search_runs.summary_path(TINY).is_file()
+    assert search_runs.summary_path(TINY).is_dir()
     assert main(args) == 0
     assert "nothing to do" in capsys.readouterr().out
 
@@ -219,7 +220,7 @@ def test_a_damaged_trial_store_is_named_in_one_line(
     path = search_runs._folder(config) / "trials.db"
     if damage == "truncated":
         search_runs.run_search(config, progress=False, deadline=time.monotonic() + 60)
-        search_runs.summary_path(config).unlink()
+        shutil.rmtree(search_runs.summary_path(config))
         path.write_bytes(path.read_bytes()[:1000])
     elif damage == "garbage":
         path.parent.mkdir(parents=True)
@@ -235,22 +236,34 @@ def test_a_truncated_summary_is_planned_again_not_called_stored(
 ) -> None:
     from learntolearn.cli import main
 
-    path = search_runs.run_search(TINY, progress=False)
+    path = search_runs.run_search(TINY, progress=False) / "metrics.json"
     path.write_text(path.read_text()[:200])
     monkeypatch.setattr("learntolearn.catalogue.entries.search_config", lambda profile: TINY)
     args = ["reproduce", "--profile", "smoke", "--chapter", "08_hyperparameter_search", "--plan"]
     assert main(args) == 0
     assert "nothing to do" not in capsys.readouterr().out
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(ValueError, match=r"metrics\.json has SHA-256"):
         search_runs.load_summary(TINY, compute=False)
 
 
 def test_a_finished_search_is_not_rewritten(digits: None, store: Path) -> None:
-    path = search_runs.run_search(TINY, progress=False)
+    path = search_runs.run_search(TINY, progress=False) / "provenance.json"
     before = path.read_bytes()
     time.sleep(1.1)  # a rewrite would record another date
-    assert search_runs.run_search(TINY, progress=False) == path
+    assert search_runs.run_search(TINY, progress=False) == path.parent
     assert path.read_bytes() == before
+
+
+def test_a_flat_summary_moves_into_a_result_folder(digits: None, store: Path) -> None:
+    """The one-time migration of a summary stored as <key>.json, as before the engine's store."""
+    folder = search_runs.run_search(TINY, progress=False)
+    summary = search_runs.load_summary(TINY, compute=False)
+    shutil.rmtree(folder)
+    flat = folder.parent / f"{TINY.key}.json"
+    flat.write_text(json.dumps(summary))
+    assert search_runs.SearchStore(folder.parent).migrate_flat_summaries() == [folder]
+    assert not flat.exists()
+    assert search_runs.load_summary(TINY, compute=False) == summary
 
 
 def test_a_study_another_process_holds_is_refused_at_once(digits: None, store: Path) -> None:

@@ -26,7 +26,8 @@ from learntolearn.learned_optimizers.config import OptimizerConfig
 from learntolearn.learned_optimizers.runs import FOLDER, OptimizerStore, run_optimizer
 from learntolearn.paths import results_dir
 from learntolearn.search.space import SearchConfig
-from learntolearn.search.studies import load_summary
+from learntolearn.search.studies import FOLDER as SEARCH_FOLDER
+from learntolearn.search.studies import SearchStore, load_summary
 
 __all__ = ["analyse", "experiment", "kind_of", "names", "registered", "run", "store_for", "stored"]
 
@@ -69,7 +70,7 @@ def store_for(spec: Spec) -> Store[Any]:
         return OptimizerStore(root / FOLDER)
     if isinstance(spec, ExperimentConfig):
         return ResultStore(root)
-    raise ConfigError(f"{spec.name}: a search keeps its trials in its own study store")
+    return SearchStore(root / SEARCH_FOLDER)  # the summary; its trials are in the study store
 
 
 def stored(spec: Spec) -> bool:

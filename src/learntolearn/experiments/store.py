@@ -34,7 +34,6 @@ from learntolearn.io import (
     atomic_folder,
     atomic_write,
     load_json,
-    load_tensors,
     save_json,
     save_tensors,
     sha256,
@@ -87,13 +86,13 @@ class Layout(Generic[R]):
     (still written, for readers of the old format) and the result class."""
 
     spec: type[Spec]
-    tensors: str
+    tensors: str | None  # None: a kind whose results are numbers only (the search)
     result: Callable[[Any, dict[str, Any], dict[str, Any], Path], R]
     tensor_sha_field: str = "model_sha256"
 
     @property
     def files(self) -> tuple[str, ...]:
-        return (*JSON_FILES, self.tensors)
+        return (*JSON_FILES, self.tensors) if self.tensors else JSON_FILES
 
 
 def checkpoint_iteration(path: Path) -> int:
@@ -236,26 +235,26 @@ class Store(Generic[R]):
             raise DamagedResultError(str(err)) from err
         return self.layout.result(config, metrics, record, path)
 
-    def tensors(self, result: Stored, device: str | torch.device = "cpu") -> Any:
-        """The result's tensor file (verified again: it may have changed since it was read)."""
-        verify_checksums(result.path, (self.layout.tensors,))
-        return load_tensors(result.path / self.layout.tensors, map_location=device)
-
     def save(
         self,
         spec: Spec,
         metrics: dict[str, Any],
         provenance: dict[str, Any],
-        tensors: Params,
+        tensors: Params | None,
     ) -> R:
         """Write a result; an existing result for the same key is never overwritten."""
         layout = self.layout
 
         def write(tmp: Path) -> None:
-            save_tensors(tmp / layout.tensors, {k: v.detach().cpu() for k, v in tensors.items()})
+            if layout.tensors is not None:
+                assert tensors is not None
+                cpu = {k: v.detach().cpu() for k, v in tensors.items()}
+                save_tensors(tmp / layout.tensors, cpu)
+                digest = {layout.tensor_sha_field: sha256(tmp / layout.tensors)}
+            else:
+                digest = {}
             save_json(tmp / "config.json", spec.to_dict())
-            digest = sha256(tmp / layout.tensors)
-            save_json(tmp / "metrics.json", {**metrics, layout.tensor_sha_field: digest})
+            save_json(tmp / "metrics.json", {**metrics, **digest})
             save_json(tmp / "provenance.json", provenance)
             write_checksums(tmp, layout.files)
 
@@ -297,6 +296,8 @@ class Store(Generic[R]):
         returns the folders given one. A folder that fails that check is left as it is."""
         added = []
         tensor_sha = self.layout.tensor_sha_field
+        if self.layout.tensors is None:
+            return added
         for path in self.folders():
             if (path / CHECKSUMS).exists():
                 continue

@@ -44,7 +44,7 @@ from learntolearn.analysis.random_search import best_so_far
 from learntolearn.experiments import provenance
 from learntolearn.experiments.device import cpu_numerics
 from learntolearn.experiments.runner import MissingResultError
-from learntolearn.experiments.store import check_writable_folder
+from learntolearn.experiments.store import Layout, Store, Stored, check_writable_folder
 from learntolearn.io import load_json, save_json, training_lock
 from learntolearn.paths import results_dir, search_trials_dir
 from learntolearn.search.space import Hyperparameter, SearchConfig, grid, score
@@ -55,6 +55,8 @@ with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in a ba
 
 __all__ = [
     "FOLDER",
+    "SearchResult",
+    "SearchStore",
     "Study",
     "efficiency",
     "grid_best",
@@ -243,7 +245,7 @@ def run_search(
     starting trials once it passes and return None if studies are left (the next call resumes
     them). A summary stored already is returned as it is (not rewritten)."""
     path = summary_path(config)
-    if path.is_file() and not _remaining(config):
+    if _store(config).get(config) is not None:
         return path
     save_json(_folder(config) / "config.json", config.to_dict())
     git, begun, started = provenance.git_state(), time.perf_counter(), time.time()
@@ -295,7 +297,6 @@ def summarise(config: SearchConfig) -> Path:
             "diverged": [bool(t.user_attrs["diverged"]) for t in trials],
             "seconds": [t.user_attrs["seconds"] for t in trials],
         }
-    path = summary_path(config)
     sittings = load_json(_folder(config) / "sittings.json")
     last = sittings[-1]
     made = provenance.collect(
@@ -305,12 +306,58 @@ def summarise(config: SearchConfig) -> Path:
     )
     # every trial runs on one thread, in a worker process or in this one
     made.update(workers=max(s["workers"] for s in sittings), sittings=sittings, threads=1)
-    save_json(path, {"config": config.to_dict(), "studies": out, "provenance": made})
-    return path
+    return _store(config).save(config, {"studies": out}, made, None).path
+
+
+@dataclass(frozen=True)
+class SearchResult(Stored):
+    """A stored search: every study's trials (``metrics["studies"]``) and its provenance."""
+
+    config: SearchConfig
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What the chapter reads: the config, the studies and the provenance together."""
+        return {
+            "config": self.config.to_dict(),
+            "studies": self.metrics["studies"],
+            "provenance": self.provenance,
+        }
+
+
+LAYOUT = Layout(SearchConfig, None, SearchResult)
+
+
+class SearchStore(Store[SearchResult]):
+    """The searches' summaries under ``root`` (the ``search/`` folder of a store): the engine's
+    store, with no tensor file; the trials themselves stay in the Optuna trial store."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, LAYOUT)
+
+    def migrate_flat_summaries(self) -> list[Path]:
+        """Migration (once): a summary stored as ``<key>.json`` (before searches used this
+        store) becomes the result folder ``<key>/``, with its checksums; returns them."""
+        moved = []
+        for path in sorted(self.root.glob("*.json")) if self.root.is_dir() else []:
+            old = load_json(path)
+            config = SearchConfig.from_dict(old["config"])
+            if config.key != path.stem:
+                raise ValueError(f"{path} holds the summary of {config.key}, not {path.stem}")
+            moved.append(
+                self.save(config, {"studies": old["studies"]}, old["provenance"], None).path
+            )
+            path.unlink()
+        return moved
+
+
+def _store(config: SearchConfig) -> SearchStore:
+    return SearchStore(results_dir(config.profile) / FOLDER)
 
 
 def summary_path(config: SearchConfig) -> Path:
-    return results_dir(config.profile) / FOLDER / f"{config.key}.json"
+    """The search's result folder (``config.json``, ``metrics.json``, ``provenance.json``)."""
+    return _store(config).path(config)
 
 
 def load_summary(
@@ -326,7 +373,7 @@ def load_summary(
     only reads (a :class:`FileNotFoundError` when there is none). A summary that is not the
     whole record of this search is a :class:`ValueError` naming the file."""
     path = summary_path(config)
-    if not path.is_file():
+    if not path.is_dir():
         if not compute:
             raise FileNotFoundError(f"no stored search summary {path}")
         if os.environ.get("LEARNTOLEARN_NO_TRAIN"):
@@ -337,9 +384,9 @@ def load_summary(
         if run_search(config, workers=workers, progress=progress, deadline=deadline) is None:
             return None
     remedy = "delete it to recompute it from the trial store, or restore it from git"
-    summary = load_json(path, remedy)
-    if not isinstance(summary, dict) or summary.get("config") != config.to_dict():
-        raise ValueError(f"{path} holds another search's summary; {remedy}")
+    stored = _store(config).get(config)  # every file verified against its checksum
+    assert stored is not None
+    summary = stored.summary
     found = summary.get("studies")
     for study in studies(config):
         record = found.get(study.name) if isinstance(found, dict) else None
