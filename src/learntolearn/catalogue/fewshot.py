@@ -15,6 +15,7 @@ from learntolearn.experiments.spec import PROFILES, ConfigError
 from learntolearn.fewshot.config import ExperimentConfig
 
 __all__ = [
+    "BLACK_BOX_METHODS",
     "GRADIENT_METHODS",
     "METRIC_METHODS",
     "OMNIGLOT_SETTINGS",
@@ -76,6 +77,23 @@ def _metric_budgets() -> dict[str, dict[str, dict[str, int]]]:
     }
 
 
+def _black_box_budgets() -> dict[str, dict[str, dict[str, Any]]]:
+    """The black-box runs' profiles, by setting: cpu runs are minutes of one thread each (the
+    conv4 embedding of N·(K + 1) images per episode is most of a step's cost), 20-way ones
+    without a learning curve (a 20-way evaluation costs minutes); the paper profile trains with
+    16 episodes per step until the validation characters stop improving."""
+    smoke = {"iterations": 3, "meta_batch": 2, "eval_tasks": 10, "milestone_every": 2}
+    paper = {**_STOP, "stop_every": 2_000, "milestone_every": 10_000}
+    cpu = {
+        "5w1s": {"iterations": 1_000, "milestone_every": 250},
+        "5w5s": {"iterations": 500, "meta_batch": 8, "milestone_every": 250},
+        "20w1s": {"iterations": 300, "meta_batch": 8},
+        "20w5s": {"iterations": 200, "meta_batch": 4},
+        "sequence": {"iterations": 400, "milestone_every": 200},
+    }
+    return {f"black-box-{s}": {"smoke": smoke, "cpu": c, "paper": paper} for s, c in cpu.items()}
+
+
 # Per task family and profile: overrides of the paper protocol (the paper profile has none).
 _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
     "sinusoid": {
@@ -117,6 +135,8 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, int]]] = {
         "cpu": {"iterations": 1_000},  # an evaluation of 600 tasks costs minutes
         "paper": {"milestone_every": 5_000},
     },
+    # Black-box methods (the black-box chapter): see _black_box_budgets.
+    **_black_box_budgets(),
     # Metric-based methods (chapter 6): see _metric_budgets.
     **_metric_budgets(),
 }
@@ -310,6 +330,44 @@ def _metric(method: str, n_way: int, k_shot: int) -> Callable[[str], ExperimentC
     )
 
 
+BLACK_BOX_METHODS = ("episode-lstm", "mann", "snail")  # in the chapter's order
+
+
+def _black_box(
+    method: str, n_way: int, k_shot: int, name: str | None = None
+) -> Callable[[str], ExperimentConfig]:
+    """A black-box method on the book's N-way K-shot Omniglot test tasks: the conv4-64
+    embedding and a sequence model that reads the N·K labelled support examples and then each
+    query, trained on the test's N-way K-shot episodes with one query per class, 16 episodes
+    per Adam step of 1e-3 (Mishra et al. 2018, App. C: Adam, batches of episodes, no episode
+    count printed; Santoro et al. 2016: batches of 16 episodes, 100,000 episodes). Neither
+    paper fixes a budget on these tasks: the paper profile stops on the validation characters
+    (the book's stopping rule), after at most 100,000 steps."""
+    test = _omniglot_test(n_way, k_shot, 0.1, 0)  # the step size is unused: no steps
+    test.update(eval_steps=0, model=method)
+    return lambda profile: ExperimentConfig(
+        name=name or omniglot_name(method, n_way, k_shot),
+        method=method,
+        profile=profile,
+        k_shot=k_shot,
+        k_query=1,
+        meta_batch=16,
+        iterations=100_000,
+        **test,
+    )
+
+
+def _santoro(method: str) -> Callable[[str], ExperimentConfig]:
+    """Santoro et al.'s (2016) Omniglot protocol, Sec. 4.1: episodes of 5 classes, each shown
+    10 times in a random order (50 steps, the label one step late), labels drawn anew for each
+    episode; scored by the accuracy at each instance of a class (1st to 10th presentation) on
+    the book's fixed 5-way 10-shot test tasks, and by one query per class after them. The
+    paper's images are 20x20 pixels fed to the controller directly ("no conv"); here the book's
+    28x28 images through the conv4-64 embedding; the paper draws a class for every step at
+    random, here every class appears exactly 10 times."""
+    return _black_box(method, 5, 10, f"omniglot/{method}-sequence")
+
+
 def _meta_lstm(k_shot: int) -> Callable[[str], ExperimentConfig]:
     """The Meta-Learner LSTM (Ravi & Larochelle 2017, Sec. 4, and the authors' code) on the
     book's 5-way Omniglot test tasks: T = 12 steps of the meta-learner on the whole support set
@@ -407,6 +465,25 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
         for n, k in OMNIGLOT_SETTINGS
     },
     "omniglot/siamese-lake": ("siamese", _siamese_lake),
+    # Black-box methods on the book's test tasks, and Santoro et al.'s sequence protocol
+    **{
+        omniglot_name(m, n, k): (f"black-box-{n}w{k}s", _black_box(m, n, k))
+        for m in BLACK_BOX_METHODS
+        for n, k in OMNIGLOT_SETTINGS
+    },
+    **{
+        f"omniglot/{m}-sequence": ("black-box-sequence", _santoro(m))
+        for m in ("episode-lstm", "mann")
+    },
+    # MAML with MAML's fully connected network (Finn et al. 2017, Tab. 1 "MAML, no conv"): the
+    # paper's fair comparison with MANN, on the conv network's protocol
+    **{
+        f"omniglot/maml-fc-5w{k}s": (
+            _omniglot_budget(5),
+            _variant(f"omniglot/maml-fc-5w{k}s", _omniglot(5, k, False), model="fc"),
+        )
+        for k in (1, 5)
+    },
     **{f"omniglot/meta-lstm-5w{k}s": ("meta-lstm", _meta_lstm(k)) for k in (1, 5)},
     **{f"miniimagenet/meta-lstm-5w{k}s": ("meta-lstm", _meta_lstm_miniimagenet(k)) for k in (1, 5)},
     # Ablations at 5-way 1-shot: the distance (Snell et al. compare cosine and Euclidean on

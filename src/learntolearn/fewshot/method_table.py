@@ -21,8 +21,11 @@ from learntolearn.experiments.spec import is_int, is_number, is_positive
 from learntolearn.experiments.training import Observer
 from learntolearn.fewshot.training import OuterLoop
 from learntolearn.methods.anil import ANIL
+from learntolearn.methods.black_box import SequenceCore
+from learntolearn.methods.episode_lstm import EpisodeLSTM, LSTMCore
 from learntolearn.methods.inner_loop import SGD, Adam, UpdateRule
 from learntolearn.methods.maml import MAML
+from learntolearn.methods.mann import MANN, MANNCore
 from learntolearn.methods.matching import Matching
 from learntolearn.methods.meta_learner_lstm import MetaLearnerLSTM
 from learntolearn.methods.pretraining import JointTraining
@@ -31,6 +34,8 @@ from learntolearn.methods.prototypical import DISTANCES, Prototypical
 from learntolearn.methods.relation import Relation
 from learntolearn.methods.reptile import Reptile
 from learntolearn.methods.siamese import Siamese
+from learntolearn.methods.snail import Snail, SNAILCore
+from learntolearn.models.metric_networks import MetricNet, conv4
 from learntolearn.objective import Objective
 from learntolearn.tasks import TaskBatch
 
@@ -191,6 +196,32 @@ def _meta_lstm_check(c: ExperimentConfig) -> str | None:
 _GRADIENT_BASED = (None, "conv", "conv-pool", "fc")
 
 
+def _sequence_network(
+    core: Callable[[int, int, int], SequenceCore],
+) -> Callable[[ExperimentConfig], nn.Module]:
+    """A black-box method's network: the conv4-64 embedding and a sequence model over its 64
+    features and the one-hot label, built for the training episode's N·K + 1 steps."""
+
+    def build(c: ExperimentConfig) -> nn.Module:
+        assert c.n_way is not None
+        embedding = conv4()
+        n = c.n_way
+        return MetricNet(embedding, core(embedding.features + n, n, n * c.k_shot + 1))
+
+    return build
+
+
+def _sequence_check(c: ExperimentConfig) -> str | None:
+    if max(c.eval_shots) > c.k_shot:
+        return (
+            f"a sequence model reads at most the training episode's {c.k_shot} shots per class: "
+            f"eval_shots {c.eval_shots} must not exceed k_shot"
+        )
+    if c.train_way is not None:
+        return "a sequence model names n_way classes: train_way does not apply"
+    return None
+
+
 METHODS: dict[str, MethodEntry] = {
     # MAML (Finn et al. 2017), its first-order approximation and ANIL (the head alone adapts)
     "maml": MethodEntry(
@@ -257,6 +288,28 @@ METHODS: dict[str, MethodEntry] = {
         outer=lambda c: OuterLoop("adam", c.meta_lr, clip_norm=0.25),
         models=("meta-lstm",),
         check=_meta_lstm_check,
+    ),
+    # Black-box methods (the black-box chapter): a sequence model reads the support set
+    "episode-lstm": MethodEntry(
+        families=("omniglot",),
+        build=lambda c, o: EpisodeLSTM(o),
+        models=("episode-lstm",),
+        networks={"episode-lstm": _sequence_network(LSTMCore)},
+        check=_sequence_check,
+    ),
+    "mann": MethodEntry(
+        families=("omniglot",),
+        build=lambda c, o: MANN(o),
+        models=("mann",),
+        networks={"mann": _sequence_network(MANNCore)},
+        check=_sequence_check,
+    ),
+    "snail": MethodEntry(
+        families=("omniglot",),
+        build=lambda c, o: Snail(o),
+        models=("snail",),
+        networks={"snail": _sequence_network(SNAILCore)},
+        check=_sequence_check,
     ),
     "siamese": MethodEntry(
         families=("omniglot", "omniglot-lake"),

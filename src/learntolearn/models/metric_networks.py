@@ -34,6 +34,7 @@ __all__ = [
     "MetricNet",
     "RelationEncoder",
     "RelationModule",
+    "conv4",
 ]
 
 
@@ -148,23 +149,23 @@ class MetricNet(nn.Module):
         return self.embedding(x, stats_from)
 
 
-def _conv4() -> ConvNet:
+def conv4() -> ConvNet:
     """conv4-64 with max-pooling, no head: 64 features per 28x28 image (Snell et al., Sec. 3.1)."""
     return ConvNet(None, pool=True)
 
 
 def _siamese() -> nn.Module:
-    embedding = _conv4()
+    embedding = conv4()
     return MetricNet(embedding, nn.Linear(embedding.features, 1))
 
 
 def _full_context() -> nn.Module:
-    embedding = _conv4()
+    embedding = conv4()
     return MetricNet(embedding, FullContext(embedding.features))
 
 
 METRIC_NETWORKS: dict[str, Callable[[], nn.Module]] = {
-    "embedding": _conv4,  # Prototypical and Matching networks
+    "embedding": conv4,  # Prototypical and Matching networks
     "siamese": _siamese,
     "fce": _full_context,
     "relation": lambda: MetricNet(RelationEncoder(), RelationModule()),
