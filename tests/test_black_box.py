@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from learntolearn.analysis.instance_accuracy import instance_accuracy, instance_numbers
 from learntolearn.methods.black_box import BlackBox, SequenceCore, presentation_order
 from learntolearn.methods.episode_lstm import EpisodeLSTM, LSTMCore
 from learntolearn.methods.mann import MANN, MANNCore, least_used, write_weights
@@ -225,3 +226,28 @@ def test_functional_call_reaches_the_core() -> None:
     zeroed = {k: torch.zeros_like(v) for k, v in own.items()}
     out = functional_call(m.objective.model.comparator, zeroed, (steps,))
     assert out.abs().sum() == 0
+
+
+def test_instance_accuracy_by_hand() -> None:
+    """Santoro et al.'s measure: the n-th presentation of a class, scored per instance."""
+    labels = torch.tensor([[0, 1, 0, 0, 1, 2]])
+    assert instance_numbers(labels).tolist() == [[1, 1, 2, 3, 2, 1]]
+    guesses = torch.tensor([[1, 1, 0, 2, 1, 2]])  # right at steps 1, 2, 4 and 5
+    logits = torch.nn.functional.one_hot(guesses, 3).float()
+    acc = instance_accuracy(logits, labels, 3)
+    # 1st instances: steps 0, 1, 5 (2 of 3 right); 2nd: steps 2, 4 (both); 3rd: step 3 (wrong)
+    torch.testing.assert_close(acc, torch.tensor([[2 / 3, 1.0, 0.0]]))
+
+
+def test_presentation_order_does_not_group_a_class() -> None:
+    """Images of one class look alike; their ranks must not: neighbours in the order share a
+    class about as often as in a random order, (K − 1) / (N·K − 1)."""
+    g = torch.Generator().manual_seed(5)
+    n, k, tasks = 5, 5, 200
+    templates = torch.rand(tasks, n, 1, 1, 28, 28, generator=g)
+    noise = torch.randint(-2, 3, (tasks, n, k, 1, 28, 28), generator=g) / 255
+    x = (templates + noise).clamp(0, 1).flatten(1, 2)
+    labels = torch.arange(n).repeat_interleave(k)
+    read = labels[presentation_order(x)]
+    same = (read[:, 1:] == read[:, :-1]).float().mean().item()
+    assert abs(same - (k - 1) / (n * k - 1)) < 0.04

@@ -199,7 +199,7 @@ def test_reproduce_plans_and_runs_the_search(
     from learntolearn.cli import main
 
     monkeypatch.setattr("learntolearn.catalogue.entries.search_config", lambda profile: TINY)
-    args = ["reproduce", "--profile", "smoke", "--chapter", "08_hyperparameter_search"]
+    args = ["reproduce", "--profile", "smoke", "--chapter", "09_hyperparameter_search"]
     assert main([*args, "--plan"]) == 0
     assert "search/mnist-mlp             18 trials" in capsys.readouterr().out
     assert not search_runs.summary_path(TINY).exists()
@@ -239,7 +239,7 @@ def test_a_truncated_summary_is_planned_again_not_called_stored(
     path = search_runs.run_search(TINY, progress=False) / "metrics.json"
     path.write_text(path.read_text()[:200])
     monkeypatch.setattr("learntolearn.catalogue.entries.search_config", lambda profile: TINY)
-    args = ["reproduce", "--profile", "smoke", "--chapter", "08_hyperparameter_search", "--plan"]
+    args = ["reproduce", "--profile", "smoke", "--chapter", "09_hyperparameter_search", "--plan"]
     assert main(args) == 0
     assert "nothing to do" not in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"metrics\.json has SHA-256"):

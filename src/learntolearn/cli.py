@@ -439,7 +439,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add(
         "search",
-        "run the hyperparameter searches of chapter 8 (grid, random, TPE) and store the summary",
+        "run the hyperparameter searches of chapter 9 (grid, random, TPE) and store the summary",
         "smoke (seconds) or cpu (the chapter's search, minutes on two cores; paper is the same "
         "search: it has no paper protocol)",
         default="cpu",

@@ -94,7 +94,7 @@ def results_dir(profile: str | None = None, *, scratch: bool = False) -> Path:
 
 
 def search_trials_dir(profile: str | None = None) -> Path:
-    """The trial store of the hyperparameter searches (chapter 8; never committed): beside the
+    """The trial store of the hyperparameter searches (chapter 9; never committed): beside the
     results store of ``profile``, in ``results-search/``, unless ``LEARNTOLEARN_SEARCH`` is set."""
     return _env_path("LEARNTOLEARN_SEARCH", results_dir(profile).parent / "results-search")
 

@@ -1,4 +1,4 @@
-"""Why random search works (chapter 8): the chance that random trials hit the best settings.
+"""Why random search works (chapter 9): the chance that random trials hit the best settings.
 
 Draw x settings independently and uniformly from N, of which K count as good (the top K). One
 trial misses them with probability 1 − K/N, all x miss with (1 − K/N)^x, so at least one hits

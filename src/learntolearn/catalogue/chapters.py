@@ -3,7 +3,12 @@ which a profile leaves out, with the reason the chapter prints where the numbers
 
 from __future__ import annotations
 
-from learntolearn.catalogue.fewshot import GRADIENT_METHODS, METRIC_METHODS, OMNIGLOT_SETTINGS
+from learntolearn.catalogue.fewshot import (
+    BLACK_BOX_METHODS,
+    GRADIENT_METHODS,
+    METRIC_METHODS,
+    OMNIGLOT_SETTINGS,
+)
 from learntolearn.catalogue.learned_optimizers import OPTIMIZER_EXPERIMENTS
 from learntolearn.catalogue.search import SEARCH_EXPERIMENT
 from learntolearn.experiments.spec import ConfigError
@@ -49,14 +54,25 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
         *(f"omniglot/{m}-5w{k}s" for k in (1, 5) for m in ("meta-lstm", "maml", "fomaml")),
         *OPTIMIZER_EXPERIMENTS,
     ),
-    "08_hyperparameter_search": (SEARCH_EXPERIMENT,),
+    "08_black_box": (
+        *(f"omniglot/{m}-{n}w{k}s" for m in BLACK_BOX_METHODS for n, k in OMNIGLOT_SETTINGS),
+        "omniglot/episode-lstm-sequence",
+        "omniglot/mann-sequence",
+        "omniglot/maml-fc-5w1s",
+        "omniglot/maml-fc-5w5s",
+        # the comparison on the same tasks: MAML and Prototypical networks (chapters 3 and 6)
+        *(f"omniglot/{m}-5w{k}s" for m in ("maml", "protonet") for k in (1, 5)),
+    ),
+    "09_hyperparameter_search": (SEARCH_EXPERIMENT,),
     # every classification method on every setting it has, and the sinusoid baselines
-    "09_results": (
+    "10_results": (
         *(
             f"omniglot/{m}-{n}w{k}s"
             for n, k in OMNIGLOT_SETTINGS
-            for m in (*GRADIENT_METHODS, *METRIC_METHODS)
+            for m in (*GRADIENT_METHODS, *METRIC_METHODS, *BLACK_BOX_METHODS)
         ),
+        "omniglot/maml-fc-5w1s",
+        "omniglot/maml-fc-5w5s",
         "omniglot/meta-lstm-5w1s",
         "omniglot/meta-lstm-5w5s",
         "sinusoid/maml-k5",
@@ -96,10 +112,10 @@ NOT_RUN: dict[str, dict[str, str]] = {
 # Omniglot setting (its code is the same for every setting; chapters 3 to 7 smoke-test the
 # training of all of them)
 CHAPTER_NOT_RUN: dict[str, dict[str, dict[str, str]]] = {
-    "09_results": {
+    "10_results": {
         "smoke": {
             n: "the smoke run of this chapter reads the 5-way 1-shot setting only"
-            for n in CHAPTERS["09_results"]
+            for n in CHAPTERS["10_results"]
             if n.startswith("omniglot/") and not n.endswith("-5w1s")
         }
     }

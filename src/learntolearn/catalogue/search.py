@@ -1,4 +1,4 @@
-"""The book's hyperparameter search (chapter 8) and what each profile changes."""
+"""The book's hyperparameter search (chapter 9) and what each profile changes."""
 
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ loads what is stored and computes only what is missing.
   Hessians (:mod:`learntolearn.analysis.precision`), at the initialisation and trained.
 * ``gates``: the Meta-Learner LSTM's input and forget gates at every inner step, per learner
   parameter, on the first fixed test tasks (:mod:`learntolearn.analysis.meta_learner_gates`).
+* ``instances``: a black-box learner's accuracy by instance number (the 1st, 2nd, … presentation
+  of a class in the support sequence; Santoro et al. 2016, Table 1) on the fixed test tasks
+  (:mod:`learntolearn.analysis.instance_accuracy`).
 * ``feature_reuse``: linear CKA of every layer before vs after the inner loop, NIL accuracy and
   the accuracy with the head alone adapted (Raghu et al. 2020), on the fixed test tasks.
 """
@@ -27,6 +30,7 @@ import torch
 
 from learntolearn.analysis import precision
 from learntolearn.analysis.feature_reuse import layer_similarity, nil_accuracy
+from learntolearn.analysis.instance_accuracy import instance_accuracy
 from learntolearn.analysis.meta_learner_gates import gate_values
 from learntolearn.analysis.statistics import mean_ci95, score_curve, summarize_curve
 from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, update_directions
@@ -37,6 +41,7 @@ from learntolearn.fewshot.evaluation import test_chunks
 from learntolearn.fewshot.runs import Setup, build, run
 from learntolearn.fewshot.store import ResultStore
 from learntolearn.methods.anil import HEAD
+from learntolearn.methods.black_box import BlackBox
 from learntolearn.methods.inner_loop import SGD, adapt
 from learntolearn.methods.maml import MAML
 from learntolearn.methods.meta_learner_lstm import MetaLearnerLSTM
@@ -193,6 +198,30 @@ def _gates(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, 
     return {"tasks": batch.num_tasks, **gate_values(method, params, batch)}
 
 
+def _instances(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
+    method = setup.method
+    assert isinstance(method, BlackBox)  # checked by _label_late
+    device = next(iter(params.values())).device
+    test = setup.family.test_sets(config)[0]  # the first K of eval_shots
+    per_task = []
+    with torch.no_grad():
+        for b in test_chunks(setup, test.tasks(), device):
+            logits, labels = method.online(params, b)
+            per_task.append(instance_accuracy(logits, labels, test.shots))
+    accuracy = torch.cat(per_task)
+    return {
+        "shots": test.shots,
+        "instances": list(range(1, test.shots + 1)),
+        "accuracy": [list(mean_ci95(a)) for a in accuracy.T],
+    }
+
+
+def _label_late(c: ExperimentConfig) -> str | None:
+    if c.method in ("episode-lstm", "mann"):
+        return None
+    return "analyses a black-box learner shown each label one step late (episode LSTM, MANN)"
+
+
 def _meta_lstm(c: ExperimentConfig) -> str | None:
     return None if c.method == "meta-lstm" else "analyses a Meta-Learner LSTM"
 
@@ -227,6 +256,7 @@ ANALYSES: dict[str, Analysis] = {
     "update_directions": Analysis(_any, _update_directions),
     "precision": Analysis(_full_maml, _precision),
     "feature_reuse": Analysis(_maml_classifier, _feature_reuse),
+    "instances": Analysis(_label_late, _instances),
 }
 
 

@@ -88,13 +88,19 @@ class SequenceCore(nn.Module):
 
 def presentation_order(x_support: Tensor) -> Tensor:
     """``[B, S]``: the order in which each task's support examples are read, the ranks of a
-    fixed random projection of their pixels. It is random with respect to the labels (the
-    sampler gives a task's classes random labels), the same for the same images on every call,
-    and needs no random generator (training and evaluation stay deterministic)."""
-    pixels = x_support.flatten(2)
-    g = torch.Generator(device=pixels.device).manual_seed(0)
-    direction = torch.rand(pixels.shape[-1], generator=g, device=pixels.device)
-    return torch.argsort(pixels @ direction.to(pixels.dtype), dim=1, stable=True)
+    hash of their pixels, (Σᵢ aᵢ vᵢ) mod p for 8-bit pixel values vᵢ, fixed random integers aᵢ
+    and the prime p = 2³¹ − 1. Unlike a smooth function of the pixels, the hash puts similar
+    images (often of one class) at unrelated ranks, so the order is random with respect to the
+    classes and to the labels (which the sampler assigns at random); it is the same for the same
+    images on every call, on every device and in every precision, and needs no random generator
+    (training and evaluation stay deterministic)."""
+    pixels = (x_support.flatten(2) * 255).round().long()
+    g = torch.Generator().manual_seed(0)
+    weights = torch.randint(0, _PRIME, (pixels.shape[-1],), generator=g).to(pixels.device)
+    return torch.argsort((pixels * weights).sum(-1) % _PRIME, dim=1, stable=True)
+
+
+_PRIME = 2**31 - 1
 
 
 def check_episode(batch: TaskBatch, core: SequenceCore) -> None:

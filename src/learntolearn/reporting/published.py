@@ -19,12 +19,18 @@ __all__ = [
     "MINIIMAGENET_META_LSTM",
     "OMNIGLOT_FOMAML",
     "OMNIGLOT_MAML",
+    "OMNIGLOT_MAML_FC",
+    "OMNIGLOT_MANN_NO_CONV",
     "OMNIGLOT_MATCHING",
+    "OMNIGLOT_MEMORY_MODULE",
+    "OMNIGLOT_NEURAL_STATISTICIAN",
     "OMNIGLOT_PROTONET",
     "OMNIGLOT_RELATION",
     "OMNIGLOT_REPTILE",
     "OMNIGLOT_REPTILE_TRANSDUCTIVE",
     "OMNIGLOT_SIAMESE",
+    "OMNIGLOT_SNAIL",
+    "SANTORO_INSTANCES",
     "SINUSOID_MAML_ONE_STEP",
     "SINUSOID_MAML_PAPER_5SHOT",
     "Published",
@@ -162,3 +168,46 @@ OMNIGLOT_PROTONET = _settings(
 OMNIGLOT_RELATION = _settings(
     ((99.6, 0.2), (99.8, 0.1), (97.6, 0.2), (99.1, 0.1)), "Relation Net Tab. 1", _ALL
 )
+
+# --- Black-box methods (the black-box chapter)
+# SNAIL (Mishra et al., ICLR 2018, arXiv:1707.03141v3), Table 1, Omniglot with its own test
+# protocol; the means as quoted in secondary sources and in this project's issue, the 95%
+# intervals as quoted there too: neither was checked against the paper's text here.
+OMNIGLOT_SNAIL = _settings(
+    ((99.07, 0.16), (99.78, 0.09), (97.64, 0.30), (99.36, 0.18)),
+    "SNAIL paper Tab. 1, unverified",
+    _ALL,
+    2,
+)
+# The MAML paper's Table 1 (arXiv:1703.03400v3), the rows beside MAML that the other chapters
+# do not show: networks without convolutions ("no conv": MANN, and MAML with its fully
+# connected network, the paper's fair comparison with MANN), the neural statistician (Edwards &
+# Storkey 2017) and the memory module (Kaiser et al. 2017). MANN's two entries are Santoro et
+# al.'s accuracies at a class's 2nd and 5th instance in their sequence protocol (below): the
+# 5-shot column holds the 5th presentation, after four examples, not five.
+OMNIGLOT_MANN_NO_CONV = _settings(
+    ((82.8, None), (94.9, None)), "MAML paper Tab. 1, MANN no conv", _5WAY
+)
+OMNIGLOT_MAML_FC = _settings(((89.7, 1.1), (97.5, 0.6)), "MAML paper Tab. 1, no conv", _5WAY)
+OMNIGLOT_NEURAL_STATISTICIAN = _settings(
+    ((98.1, None), (99.5, None), (93.2, None), (98.1, None)), "MAML paper Tab. 1", _ALL
+)
+OMNIGLOT_MEMORY_MODULE = _settings(
+    ((98.4, None), (99.6, None), (95.0, None), (98.6, None)), "MAML paper Tab. 1", _ALL
+)
+# Santoro et al. (ICML 2016, arXiv:1605.06065), Table 1: accuracy (%) at the 1st, 2nd, 3rd,
+# 4th, 5th and 10th instance of a class in episodes of 5 classes and 50 steps (Omniglot, labels
+# shuffled per episode, 20x20 images fed to the controller without convolutions), for MANN
+# (LRUA), the LSTM baseline and human participants; as quoted in this project's issue, not
+# checked against the paper's text here. No intervals are printed.
+SANTORO_INSTANCES: dict[str, dict[int, Published]] = {
+    who: {
+        i: Published(v, None, f"Santoro et al. Tab. 1, {who}")
+        for i, v in zip((1, 2, 3, 4, 5, 10), values, strict=True)
+    }
+    for who, values in (
+        ("MANN", (36.4, 82.8, 91.0, 92.6, 94.9, 98.1)),
+        ("LSTM", (24.4, 49.5, 55.3, 61.0, 63.6, 62.5)),
+        ("human", (34.5, 57.3, 70.1, 71.8, 81.4, 92.4)),
+    )
+}

@@ -1,4 +1,4 @@
-"""The results chapter (chapter 9): every classification method of the book on the same fixed
+"""The results chapter (chapter 10): every classification method of the book on the same fixed
 test tasks, beside its paper's number and protocol, and its accuracy against training compute.
 
 Training compute is counted in CPU-seconds of meta-training: a stored run's iterations times
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from learntolearn.catalogue.fewshot import GRADIENT_METHODS, METRIC_METHODS
+from learntolearn.catalogue.fewshot import BLACK_BOX_METHODS, GRADIENT_METHODS, METRIC_METHODS
 from learntolearn.fewshot.config import ExperimentConfig
 from learntolearn.fewshot.store import Result
 from learntolearn.reporting.progress import ProgressRun
@@ -21,11 +21,14 @@ from learntolearn.reporting.published import (
     ANIL_ANIL,
     OMNIGLOT_FOMAML,
     OMNIGLOT_MAML,
+    OMNIGLOT_MAML_FC,
+    OMNIGLOT_MANN_NO_CONV,
     OMNIGLOT_MATCHING,
     OMNIGLOT_PROTONET,
     OMNIGLOT_RELATION,
     OMNIGLOT_REPTILE,
     OMNIGLOT_SIAMESE,
+    OMNIGLOT_SNAIL,
     Published,
 )
 
@@ -41,7 +44,13 @@ __all__ = [
     "plot_compute",
 ]
 
-CLASSIFICATION_METHODS = (*GRADIENT_METHODS, *METRIC_METHODS, "meta-lstm")
+CLASSIFICATION_METHODS = (
+    *GRADIENT_METHODS,
+    "maml-fc",
+    *METRIC_METHODS,
+    "meta-lstm",
+    *BLACK_BOX_METHODS,
+)
 LABELS = {
     "maml": "MAML",
     "fomaml": "first-order MAML",
@@ -52,6 +61,10 @@ LABELS = {
     "protonet": "Prototypical",
     "relation": "Relation",
     "meta-lstm": "Meta-Learner LSTM",
+    "maml-fc": "MAML, fully connected",
+    "episode-lstm": "LSTM (episode)",
+    "mann": "MANN",
+    "snail": "SNAIL",
 }
 
 
@@ -84,6 +97,14 @@ PAPERS: dict[str, Paper] = {
         OMNIGLOT_PROTONET, "60-way training, 1,000 tasks of 15 queries", "non-transductive"
     ),
     "relation": Paper(OMNIGLOT_RELATION, "1,000 test episodes"),
+    "maml-fc": Paper(OMNIGLOT_MAML_FC, "MAML's protocol, fully connected network"),
+    # no batch norm in Santoro et al.'s MANN; SNAIL published no code: the support statistics
+    "mann": Paper(
+        OMNIGLOT_MANN_NO_CONV,
+        "2nd / 5th instance in 50-step episodes, no conv",
+        "non-transductive",
+    ),
+    "snail": Paper(OMNIGLOT_SNAIL, "SNAIL's own test protocol", "non-transductive"),
 }
 """The Meta-Learner LSTM has no Omniglot number: Ravi & Larochelle report miniImageNet only."""
 

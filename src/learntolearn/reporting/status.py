@@ -130,14 +130,14 @@ def omniglot_status(short_profile: str = "cpu") -> list[Status]:
     modes["omniglot/siamese-lake"] = PAPERS["siamese"].mode
     names = list(published)
     paper_runs = progress_runs(names, "paper")
-    shown = set(chapter_experiments("09_results", short_profile)) | {"omniglot/siamese-lake"}
+    shown = set(chapter_experiments("10_results", short_profile)) | {"omniglot/siamese-lake"}
     short = {}
     for name in names:
         cfg = experiment(name, short_profile)
         found = store_for(cfg).get(cfg) if name in shown else None
         if found is not None:
             short[name] = found
-    reasons = {**not_run("09_results", short_profile)}
+    reasons = {**not_run("10_results", short_profile)}
     missing = [n for n in names if n not in short and not paper_runs[n].iteration]
     steps, _ = plan(missing, "paper", "cpu")
     for s in steps:

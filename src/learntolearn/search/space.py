@@ -1,4 +1,4 @@
-"""Hyperparameter search (chapter 8): the space searched, the objective, and the grid design.
+"""Hyperparameter search (chapter 9): the space searched, the objective, and the grid design.
 
 The objective is the MNIST MLP of chapter 7 (Andrychowicz et al. 2016, Sec. 3.2: one hidden
 layer of sigmoid units, minibatches of 128) trained for a fixed number of steps by Nesterov
@@ -95,7 +95,7 @@ class SearchConfig(Spec):
 
     ``trials`` per search, ``repeats`` seeded searches per sampler (random, TPE), full grids of
     1, 2, 4, … ``trials`` points, and ``population`` settings drawn at random to check the
-    hit-probability formula on (chapter 8)."""
+    hit-probability formula on (chapter 9)."""
 
     what: ClassVar[str] = "search config"
 

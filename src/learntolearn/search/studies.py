@@ -1,4 +1,4 @@
-"""The searches of chapter 8, run with Optuna into their own trial store, resumably.
+"""The searches of chapter 9, run with Optuna into their own trial store, resumably.
 
 Every search is an Optuna study in one SQLite file (Optuna's RDB storage, so the same code runs
 against a PostgreSQL server by changing the URL): full grids of 1, 2, 4, … points,
