@@ -25,8 +25,8 @@ Attention block (key size K, value size V):
     p_{t,s} = softmax_s(q_t · k_s / √K)   over s ≤ t   (causal mask: p_{t,s} = 0 for s > t)
     AttentionBlock(x)_t = [x_t; Σ_{s≤t} p_{t,s} v_s]                       (C + V features)
 
-The Omniglot network (Appendix B; the embedding, Appendix C, is the book's conv4-64 shared with
-the metric-based methods):
+The Omniglot network of the paper's appendix (its embedding there is a four-block convolutional
+network like the book's conv4-64, which the book shares with the metric-based methods):
 
     AttentionBlock(64, 32) → TCBlock(T, 128) → AttentionBlock(256, 128) → TCBlock(T, 128)
     → AttentionBlock(512, 256) → 1×1 convolution to N logits
@@ -157,7 +157,7 @@ class AttentionBlock(nn.Module):
 
 
 class SNAILCore(SequenceCore):
-    """The Omniglot SNAIL of the paper's Appendix B over steps of ``inputs`` features
+    """The Omniglot SNAIL of the paper's appendix over steps of ``inputs`` features
     (embedding and one-hot label), for sequences of up to ``length`` steps and ``n_way``
     classes."""
 

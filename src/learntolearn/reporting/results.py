@@ -91,7 +91,9 @@ PAPERS: dict[str, Paper] = {
         OMNIGLOT_SIAMESE, "the MAML paper's Tab. 1 row (Koch et al.'s net)", "non-transductive"
     ),
     "matching": Paper(
-        OMNIGLOT_MATCHING, "no fine-tuning, test split of Vinyals et al.", "non-transductive"
+        OMNIGLOT_MATCHING,
+        "no fine-tuning, test split of Vinyals et al. (the book's paper profile: cosine x 10)",
+        "non-transductive",
     ),
     "protonet": Paper(
         OMNIGLOT_PROTONET, "60-way training, 1,000 tasks of 15 queries", "non-transductive"
