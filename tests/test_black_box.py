@@ -251,3 +251,19 @@ def test_presentation_order_does_not_group_a_class() -> None:
     read = labels[presentation_order(x)]
     same = (read[:, 1:] == read[:, :-1]).float().mean().item()
     assert abs(same - (k - 1) / (n * k - 1)) < 0.04
+
+
+@pytest.mark.parametrize("name", ["episode-lstm", "mann", "snail"])
+def test_each_trains_and_is_scored_through_the_cli(
+    name: str, real_env: None, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A smoke run of each method on the book's 5-way 1-shot tasks from the command line (and
+    Santoro et al.'s instance accuracy for the ones shown labels late)."""
+    from learntolearn.cli import main
+
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("LEARNTOLEARN_NO_TRAIN", raising=False)
+    experiment = f"omniglot/{name}-5w1s"
+    assert main(["train", experiment, "--profile", "smoke", "--quiet"]) == 0
+    args = ["analyse", "instances", experiment, "--profile", "smoke", "--quiet"]
+    assert main(args) == (0 if name != "snail" else 2)

@@ -211,6 +211,19 @@ def _sequence_network(
     return build
 
 
+def _black_box(
+    model: str, method: Callable[[Objective], Method], core: Callable[[int, int, int], SequenceCore]
+) -> MethodEntry:
+    """A black-box method's entry: Omniglot, its own network (``model``), no method fields."""
+    return MethodEntry(
+        families=("omniglot",),
+        build=lambda c, o: method(o),
+        models=(model,),
+        networks={model: _sequence_network(core)},
+        check=_sequence_check,
+    )
+
+
 def _sequence_check(c: ExperimentConfig) -> str | None:
     if max(c.eval_shots) > c.k_shot:
         return (
@@ -290,27 +303,9 @@ METHODS: dict[str, MethodEntry] = {
         check=_meta_lstm_check,
     ),
     # Black-box methods (the black-box chapter): a sequence model reads the support set
-    "episode-lstm": MethodEntry(
-        families=("omniglot",),
-        build=lambda c, o: EpisodeLSTM(o),
-        models=("episode-lstm",),
-        networks={"episode-lstm": _sequence_network(LSTMCore)},
-        check=_sequence_check,
-    ),
-    "mann": MethodEntry(
-        families=("omniglot",),
-        build=lambda c, o: MANN(o),
-        models=("mann",),
-        networks={"mann": _sequence_network(MANNCore)},
-        check=_sequence_check,
-    ),
-    "snail": MethodEntry(
-        families=("omniglot",),
-        build=lambda c, o: Snail(o),
-        models=("snail",),
-        networks={"snail": _sequence_network(SNAILCore)},
-        check=_sequence_check,
-    ),
+    "episode-lstm": _black_box("episode-lstm", EpisodeLSTM, LSTMCore),
+    "mann": _black_box("mann", MANN, MANNCore),
+    "snail": _black_box("snail", Snail, SNAILCore),
     "siamese": MethodEntry(
         families=("omniglot", "omniglot-lake"),
         build=lambda c, o: Siamese(o),
