@@ -120,11 +120,13 @@ def test_lrua_by_hand() -> None:
     usage = torch.tensor([[0.5, 0.1, 0.3, 0.1]])
     assert least_used(usage, 2).tolist() == [[0.0, 1.0, 0.0, 1.0]]
     assert least_used(usage, 3).tolist() == [[0.0, 1.0, 1.0, 1.0]]
+    # a tie: exactly n slots, the first ones (a literal "<= n-th smallest" would mark all four)
+    assert least_used(torch.zeros(1, 4), 2).tolist() == [[1.0, 1.0, 0.0, 0.0]]
     reads = torch.tensor([[[0.2, 0.3, 0.4, 0.1]]])
     w = write_weights(torch.zeros(1, 1), reads, least_used(usage, 2))  # σ(0) = 1/2
     torch.testing.assert_close(w, torch.tensor([[[0.1, 0.65, 0.2, 0.55]]]))
     # the first step of a wiped memory: slot 0 (least used, first on the tie) is zeroed, and
-    # with no previous reads every slot is least used: each head writes (1 − σ(α)) k to all
+    # with no previous reads each head writes (1 − σ(α)) k to the 2 least used, slots 0 and 1
     torch.manual_seed(3)
     core = MANNCore(4, 2, 5, hidden=6, slots=4, width=3, heads=2).double()
     x = torch.randn(1, 4, dtype=torch.float64)
@@ -133,10 +135,11 @@ def test_lrua_by_hand() -> None:
     h, _ = core.controller(torch.cat([x, s0.reads], -1), (s0.h, s0.c))
     keys = torch.tanh(core.keys(h)).view(2, 3)
     gate = 1 - torch.sigmoid(core.gates(h)).view(2, 1)
-    torch.testing.assert_close(writes[0], gate.expand(2, 4))
+    lu = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(writes[0], gate * lu)
     expected = torch.full((4, 3), 1e-6, dtype=torch.float64)
     expected[0] = 0
-    expected += (gate * keys).sum(0)
+    expected[:2] += (gate * keys).sum(0)
     torch.testing.assert_close(s1.memory[0], expected)
     torch.testing.assert_close(s1.usage[0], s1.read_weights[0].sum(0) + writes[0].sum(0))
 

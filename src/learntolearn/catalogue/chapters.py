@@ -106,8 +106,8 @@ NOT_RUN: dict[str, dict[str, str]] = {
             "the cpu profile"
             for m, why in _SLOW.items()
         },
-        "omniglot/episode-lstm-sequence": "about 35 min of one CPU thread, where MANN on the "
-        "same protocol stays at chance: the standing queue runs it at the paper profile",
+        "omniglot/episode-lstm-sequence": "about 20 min of one CPU thread beside MANN's run on "
+        "the same protocol: the standing queue runs it at the paper profile",
     },
 }
 

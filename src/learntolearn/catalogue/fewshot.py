@@ -95,7 +95,7 @@ def _black_box_budgets() -> dict[str, dict[str, dict[str, Any]]]:
         "5w5s": {"iterations": 500, "meta_batch": 8, "milestone_every": 250},
         "20w1s": {"iterations": 150, "meta_batch": 4},
         "20w5s": {"iterations": 100, "meta_batch": 2},
-        "sequence": {"iterations": 400, "milestone_every": 200},
+        "sequence": {"iterations": 200, "milestone_every": 100},
     }
     return {f"black-box-{s}": {"smoke": smoke, "cpu": c, "paper": paper} for s, c in cpu.items()}
 

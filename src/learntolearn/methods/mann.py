@@ -19,13 +19,14 @@ memory) or into the least-used slots (to store a new one), mixed by the gate σ(
     w^w_t = σ(α_t) w^r_{t−1} + (1 − σ(α_t)) w^lu_{t−1}                       (Eq. 6)
     M_t(i) = M_{t−1}(i) + w^w_t(i) k_t                                       (Eq. 7)
 
-with m(v, n) the n-th smallest element of v and n the number of read heads; before the write,
-the least-used slot of w^u_{t−1} is set to zero (the first one on a tie). The prediction is
-softmax(W_o [h_t; r_t]). The memory is wiped between episodes: every sequence starts from
-M_0 = 10⁻⁶ (a constant, so that Eq. 1 is defined), no usage and no reads. With several heads
-each head reads and writes its own key and Eq. 4 sums their weights. The paper's sizes: an
-LSTM of 200 units, 128 slots of 40, 4 read heads; γ = 0.95 as in public implementations
-(the paper does not print it). Episode, label delay and loss: :mod:`.black_box`.
+with m(v, n) the n-th smallest element of v and n the number of read heads (here exactly the n
+least-used slots, ties broken by index, as public implementations do: see :func:`least_used`);
+before the write, the least-used slot of w^u_{t−1} is set to zero (the first one on a tie).
+The prediction is softmax(W_o [h_t; r_t]). The memory is wiped between episodes: every
+sequence starts from M_0 = 10⁻⁶ (a constant, so that Eq. 1 is defined), no usage and no reads.
+With several heads each head reads and writes its own key and Eq. 4 sums their weights. The
+paper's sizes: an LSTM of 200 units, 128 slots of 40, 4 read heads; γ = 0.95 as in public
+implementations (the paper does not print it). Episode, label delay and loss: :mod:`.black_box`.
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ def cosine_read_weights(keys: Tensor, memory: Tensor) -> Tensor:
 
 
 def least_used(usage: Tensor, n: int) -> Tensor:
-    """Eq. 5: ``[B, slots]`` 1 where a slot's usage is at most the n-th smallest, else 0
-    (no gradient flows through this choice)."""
-    nth = usage.detach().kthvalue(n, dim=-1, keepdim=True).values
-    return (usage.detach() <= nth).to(usage.dtype)
+    """Eq. 5: ``[B, slots]`` 1 on the n least-used slots, 0 elsewhere (no gradient flows
+    through this choice). Ties are broken by slot index, so exactly n slots are chosen: with
+    Eq. 5's "at most the n-th smallest" taken literally, a wiped memory (every usage equal)
+    marks every slot, every slot receives the same write, and the rows never become different
+    enough for a read to tell them apart (the memory stays symmetric)."""
+    chosen = torch.argsort(usage.detach(), dim=-1, stable=True)[..., :n]
+    return torch.zeros_like(usage).scatter_(-1, chosen, 1.0)
 
 
 def write_weights(alpha: Tensor, previous_reads: Tensor, previous_least_used: Tensor) -> Tensor:
