@@ -199,6 +199,103 @@ def expected_tables(page: str) -> int:
     return sum(bool(re.search(r"^\|(?:-{3,}\|)+$", m, flags=re.M)) for m in markdown)
 
 
+def article(markup: str) -> str:
+    """The page's article: what the chapter shows (no navigation, logo or sidebars)."""
+    found = re.search(r'<article class="bd-article"[^>]*>(.*)</article>', markup, re.S)
+    return found.group(1) if found else ""
+
+
+def caption_text(block: str) -> str:
+    text = re.search(
+        r'<span class="caption-text">(.*?)</span>\s*<a class="headerlink"', block, re.S
+    )
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", text.group(1))).split()) if text else ""
+
+
+def uncaptioned(markup: str) -> list[str]:
+    """What the article shows without a number and a caption: every image must sit in a
+    ``<figure>`` whose caption reads "Figure N.M" and says something, every table must open
+    with a ``<caption>`` reading "Table N.M" and something; and no two captions of a page may
+    be the same (a caption copied from another figure describes what that one draws)."""
+    body = article(markup)
+    problems, captions = [], []
+    figures = [
+        (m.start(), m.end(), m.group(0)) for m in re.finditer(r"<figure\b.*?</figure>", body, re.S)
+    ]
+    for fig in figures:
+        number = re.search(r'class="caption-number">\s*Figure [0-9]+(\.[0-9]+)*', fig[2])
+        text = caption_text(fig[2])
+        if not number or not text:
+            problems.append(f"a figure without {'a number' if not number else 'a caption'}")
+        captions.append(text)
+    for img in re.finditer(r"<img\b[^>]*\bsrc=\"([^\"]+)\"", body):
+        if not any(start <= img.start() < end for start, end, _ in figures):
+            problems.append(f"an image outside a numbered figure: {img.group(1)}")
+    for table in re.finditer(r"<table\b.*?(?=<thead|<tbody|<tr)", body, re.S):
+        head = table.group(0)
+        number = re.search(
+            r'<caption>\s*<span class="caption-number">\s*Table [0-9]+(\.[0-9]+)*', head
+        )
+        text = caption_text(head)
+        if not number or not text:
+            cells = re.search(r"<th\b[^>]*>(.*?)</th>", body[table.end() :], re.S)
+            first = html.unescape(re.sub(r"<[^>]+>", "", cells.group(1))).strip() if cells else "?"
+            problems.append(f"a table without a number and caption (first header {first!r})")
+        captions.append(text)
+    repeated = {c for c in captions if c and captions.count(c) > 1}
+    problems += [f"two figures or tables share the caption {c[:60]!r}…" for c in sorted(repeated)]
+    return problems
+
+
+def test_the_caption_check_sees_what_has_no_number_or_caption() -> None:
+    """The check is not blind: a bare image, a table without a caption and a repeated caption
+    are each reported; captioned ones are not."""
+
+    def figure(n: str, text: str) -> str:
+        return (
+            f'<figure><img src="a.png"><figcaption><p><span class="caption-number">Figure {n} '
+            f'</span><span class="caption-text">{text}</span><a class="headerlink" href="#x">#</a>'
+            "</p></figcaption></figure>"
+        )
+
+    def table(n: str, text: str) -> str:
+        return (
+            f'<table class="table"><caption><span class="caption-number">Table {n} </span>'
+            f'<span class="caption-text">{text}</span><a class="headerlink" href="#t">#</a>'
+            "</caption><thead><tr><th>k</th></tr></thead></table>"
+        )
+
+    def page(*blocks: str) -> str:
+        return (
+            '<nav><img src="logo.png"></nav><article class="bd-article">'
+            + "".join(blocks)
+            + "</article>"
+        )
+
+    assert uncaptioned(page(figure("3.1", "Loss."), table("3.1", "Runs."))) == []
+    bare_table = '<table class="table"><thead><tr><th>method</th></tr></thead></table>'
+    found = uncaptioned(
+        page(
+            '<p><img src="b.png"></p>',
+            bare_table,
+            figure("3.1", ""),
+            figure("3.2", "Same."),
+            table("3.1", "Same."),
+        )
+    )
+    assert any("b.png" in f for f in found), found
+    assert any("'method'" in f for f in found), found
+    assert any("without a caption" in f for f in found), found
+    assert any("'Same.'" in f for f in found), found
+    assert len(found) == 4, found
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_figure_and_table_has_a_number_and_caption(html_root: Path, page: str) -> None:
+    problems = uncaptioned((html_root / f"{page}.html").read_text(encoding="utf-8"))
+    assert not problems, f"{page}: " + "; ".join(problems)
+
+
 def test_build_writes_every_page(html_root: Path) -> None:
     assert (html_root / f"{FIRST_CHAPTER}.html").is_file()
     for page in PAGES:

@@ -106,8 +106,16 @@ def test_table_text_and_markdown():
     t = Table(["K", "MSE"], [[5, "0.1 ± 0.2"], [10, "a|b"]], caption="cap")
     assert str(t).splitlines()[0] == "cap" and "10  a|b" in str(t)
     assert "| 10 | a\\|b |" in t._repr_markdown_()
+    # On the page a captioned table is a numbered {table} directive with its label.
+    md = Table(["a"], [[1]], caption="two\nlines", name="tbl-01-x")._repr_markdown_()
+    assert md.splitlines()[:2] == ["::::{table} two lines", ":name: tbl-01-x"]
+    assert md.endswith("::::") and "{table}" not in Table(["a"], [[1]])._repr_markdown_()
     with pytest.raises(ValueError, match="rows"):
         Table(["a"], [[1, 2]])
+    with pytest.raises(ValueError, match="no caption"):
+        Table(["a"], [[1]], name="tbl-01-x")
+    with pytest.raises(ValueError, match="not a label"):
+        Table(["a"], [[1]], caption="c", name="Table 1")
 
 
 def test_both_modes_share_one_trajectory_and_chunking_changes_nothing():

@@ -61,6 +61,7 @@ class Chapter:
         columns: Mapping[str, Column],
         caption: str,
         where: Callable[[ExperimentConfig], bool] = lambda c: True,
+        name: str = "",
     ) -> Table:
         """A row per few-shot run (those ``where`` accepts): ``columns`` (header → value of a
         config and its result), then the device and the training wall time every runs table
@@ -75,4 +76,4 @@ class Chapter:
             for n, c in self.configs.items()
             if isinstance(c, ExperimentConfig) and where(c)
         ]
-        return Table(["experiment", *columns, "device", "wall time"], rows, caption=caption)
+        return Table(["experiment", *columns, "device", "wall time"], rows, caption, name)

@@ -116,6 +116,7 @@ def progress_table(
     published: Mapping[str, Published],
     modes: Sequence[str],
     caption: str,
+    name: str = "",
 ) -> Table:
     """A row per run: how far it is, the last milestone's accuracy (%) in each batch-norm mode,
     the paper's number, and the training time so far."""
@@ -141,7 +142,7 @@ def progress_table(
             ]
         )
     headers = ["experiment", "progress", *(f"{m} (last milestone)" for m in modes), "paper"]
-    return Table([*headers, "training time", "checkpoint"], rows, caption=caption)
+    return Table([*headers, "training time", "checkpoint"], rows, caption, name)
 
 
 def plot_milestones(

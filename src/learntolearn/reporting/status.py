@@ -95,14 +95,16 @@ def reproduction_status(
     return out
 
 
-def status_table(statuses: Sequence[Status], labels: Mapping[str, str], caption: str) -> Table:
+def status_table(
+    statuses: Sequence[Status], labels: Mapping[str, str], caption: str, name: str = ""
+) -> Table:
     """One row per published number: the experiment, the paper's number, the state, the
     evidence; and a count per state in the caption."""
     counts = {s: sum(1 for x in statuses if x.state == s) for s in STATES}
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     rows = [[labels.get(s.name, s.name), s.paper.number, s.state, s.detail] for s in statuses]
     return Table(
-        ["experiment", "paper", "status", "evidence"], rows, caption=f"{caption} ({summary})"
+        ["experiment", "paper", "status", "evidence"], rows, f"{caption} ({summary})", name
     )
 
 

@@ -1,15 +1,22 @@
 """Tables for the book: Markdown on the rendered page, aligned plain text for nbval.
 
 A notebook cell that ends with a :class:`Table` stores both representations; the book shows the
-Markdown one, and nbval compares the plain-text one, so every printed number is re-checked.
+Markdown one, and nbval compares the plain-text one, so every printed number is re-checked. On
+the page a table with a caption is a MyST ``{table}`` directive, so Sphinx numbers it per chapter
+("Table 6.2") like a figure; ``name`` is its label for ``{numref}`` (labels are global to the
+book: prefix them with the chapter, e.g. ``tbl-06-gaps``). The render check fails on a table
+without a number and a caption.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["Table", "fmt_ci", "fmt_step"]
+
+LABEL = re.compile(r"[a-z][a-z0-9-]*")
 
 
 def fmt_ci(mean: float, half_width: float, digits: int = 3) -> str:
@@ -38,11 +45,19 @@ class Table:
     headers: Sequence[str]
     rows: Sequence[Sequence[object]]
     caption: str = ""
+    name: str = ""  # the label {numref} refers to (e.g. "tbl-06-gaps"); needs a caption
 
     def __post_init__(self) -> None:
         bad = [i for i, r in enumerate(self.rows) if len(r) != len(self.headers)]
         if bad:
             raise ValueError(f"rows {bad} do not have {len(self.headers)} cells")
+        if self.name and not self.caption:
+            raise ValueError(f"table {self.name!r} has a label but no caption: give it one")
+        if self.name and not LABEL.fullmatch(self.name):
+            raise ValueError(
+                f"table label {self.name!r} is not a label: use lower-case letters, digits and "
+                "hyphens, e.g. 'tbl-06-gaps'"
+            )
 
     def _cells(self) -> list[list[str]]:
         return [[str(h) for h in self.headers], *[[str(c) for c in r] for r in self.rows]]
@@ -64,8 +79,10 @@ class Table:
             [c.replace("|", "\\|").replace(" ± ", "\u00a0±\u00a0") for c in r]
             for r in self._cells()
         ]
-        out = [f"**{self.caption}**", ""] if self.caption else []
-        out.append("| " + " | ".join(cells[0]) + " |")
-        out.append("|" + "---|" * len(cells[0]))
+        out = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
         out.extend("| " + " | ".join(r) + " |" for r in cells[1:])
-        return "\n".join(out)
+        if not self.caption:
+            return "\n".join(out)
+        caption = " ".join(self.caption.split())  # the directive's argument is one line
+        head = [f"::::{{table}} {caption}", *([f":name: {self.name}"] if self.name else []), ""]
+        return "\n".join([*head, *out, "::::"])
