@@ -121,7 +121,7 @@ def progress_table(
     """A row per run: how far it is, the last milestone's accuracy (%) in each batch-norm mode,
     the paper's number, and the training time so far."""
     rows = []
-    for name, r in runs.items():
+    for run_name, r in runs.items():
         cells = []
         for mode in modes:
             last = r.latest(_metric(r.config, mode))
@@ -130,10 +130,10 @@ def progress_table(
                 if last is None
                 else f"{fmt_ci(100 * last[1], 100 * last[2], 1)} (it. {last[0]:,})"
             )
-        paper = published.get(name)
+        paper = published.get(run_name)
         rows.append(
             [
-                name,
+                run_name,
                 r.status,
                 *cells,
                 "—" if paper is None else paper.number,
