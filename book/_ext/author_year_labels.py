@@ -5,7 +5,8 @@ bibliography itself keeps pybtex's default *alpha* labels ("[FAL17]"), so a read
 citation lands on a label that matches nothing in the text. This extension registers a pybtex
 formatting style, ``author_year``, whose labels are "Finn et al. 2017" (one author: "Lake 2015";
 two: "Nichol and Schulman 2018"; a letter is added when two entries would share a label), and
-``_config.yml`` selects it with ``bibtex_default_style: author_year``.
+``_config.yml`` selects it with ``bibtex_default_style: author_year``. The entries are sorted
+by author, year and title, as a reader looks a name up.
 
 Registered from ``_config.yml`` under ``sphinx: local_extensions``.
 """
@@ -50,7 +51,11 @@ class AuthorYearLabels(BaseLabelStyle):
 
 
 class AuthorYearStyle(UnsrtStyle):
+    """Labels by author and year; entries sorted by author, then year and title (pybtex's
+    *unsrt* keeps them in citation order, which a reader cannot search)."""
+
     default_label_style = AuthorYearLabels
+    default_sorting_style = "author_year_title"
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
