@@ -26,9 +26,11 @@ from learntolearn.methods.relation import Relation
 from learntolearn.methods.siamese import Siamese
 from learntolearn.models.metric_networks import (
     FullContext,
+    KochEmbedding,
     MetricNet,
     RelationEncoder,
     RelationModule,
+    koch_siamese,
 )
 from learntolearn.models.networks import ConvNet
 from learntolearn.objective import Objective, cross_entropy, init_params
@@ -383,3 +385,22 @@ def test_matching_needs_fce_model_and_read_steps_together():
     with pytest.raises(ConfigError, match="full context embeddings"):
         base.with_(read_steps=5)
     assert base.with_(read_steps=5, model="fce").read_steps == 5
+
+
+def test_koch_network_has_the_papers_layers_and_size():
+    """Koch et al. (2015, Sec. 3.1, Fig. 4): conv 64@10x10, 128@7x7, 128@4x4, 256@4x4 with
+    max-pooling after the first three, then 4096 sigmoid units over 256x6x6 maps of a 105x105
+    image, and the weighted L1 comparator."""
+    net = koch_siamese()
+    convs = net.embedding.convs
+    assert [(c.out_channels, c.kernel_size[0]) for c in convs] == [
+        (64, 10),
+        (128, 7),
+        (128, 4),
+        (256, 4),
+    ]
+    assert net.embedding.fc.in_features == 256 * 6 * 6 and net.embedding.fc.out_features == 4096
+    assert sum(p.numel() for p in net.parameters()) == 38_951_745
+    h = net(torch.rand(3, 1, KochEmbedding.size, KochEmbedding.size))
+    assert h.shape == (3, 4096) and bool(((h > 0) & (h < 1)).all())
+    assert net.comparator.in_features == 4096 and net.comparator.out_features == 1

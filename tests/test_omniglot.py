@@ -356,3 +356,23 @@ def test_real_sampler(real: om.Omniglot, n: int, k: int, q: int) -> None:
     assert torch.equal(same.x_support, batch.x_support) and torch.equal(same.x_query, batch.x_query)
     assert torch.equal(same.info["classes"], classes)
     assert not torch.equal(other.info["classes"], classes)
+
+
+@pytest.mark.usefixtures("real_env")
+def test_trainval_family_trains_on_the_1200_characters(real: om.Omniglot) -> None:
+    """``omniglot-trainval`` (Snell et al.'s training pool) samples training tasks from the
+    4,800 train + validation classes, keeps the test tasks of ``omniglot`` and has no
+    validation tasks (its validation characters are training characters)."""
+    from learntolearn.catalogue import experiment
+    from learntolearn.fewshot.runs import build
+    from learntolearn.fewshot.task_families import FAMILIES
+
+    config = experiment("omniglot/protonet-5w1s-trainval", "smoke")
+    base = experiment("omniglot/protonet-5w1s", "smoke")
+    assert config.tasks == "omniglot-trainval" and config.with_(tasks="omniglot") == base.with_(
+        name=config.name
+    )
+    tasks = build(config, torch.device("cpu")).tasks
+    assert len(tasks.classes) == 4800 and set(tasks.classes) == set(om.vinyals_split("trainval"))
+    assert FAMILIES["omniglot-trainval"].validation_sets is None
+    assert FAMILIES["omniglot-trainval"].test_sets is FAMILIES["omniglot"].test_sets

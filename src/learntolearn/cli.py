@@ -23,7 +23,13 @@ from learntolearn.catalogue import (
     store_for,
 )
 from learntolearn.catalogue.plan import plan, print_plan
-from learntolearn.experiments.clock import budget_seconds, deadline_after, duration, passed
+from learntolearn.experiments.clock import (
+    budget_seconds,
+    deadline_after,
+    duration,
+    passed,
+    remaining,
+)
 from learntolearn.experiments.spec import PROFILES, ConfigError, Spec
 from learntolearn.fewshot.config import ExperimentConfig
 from learntolearn.fewshot.store import ResultStore
@@ -282,6 +288,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         if distributed.world()[1] > 1 and not isinstance(s.config, ExperimentConfig):
             print(f"{s.name}: runs in one process; run it without torchrun")
             continue
+        if deadline is not None and s.local and not s.fits(remaining(deadline)):
+            left = duration(remaining(deadline))
+            print(f"{s.name}: skipped: {s.local_note}, and {left} of the budget is left")
+            continue
         if not s.trains and store_for(s.config).trained_like(s.config) is None:  # type: ignore[attr-defined]
             print(f"{s.name}: waits for the run it is evaluated from ({s.twin})")
             continue
@@ -329,10 +339,11 @@ def _sitting_end(name: str, spec: Spec, err: InterruptedError) -> str:
     store = store_for(spec)
     record = store.progress(spec) or {}
     size = record.get("checkpoint_bytes", 0) / 2**20
+    where = store.checkpoint_file(spec)
+    local = ", over the limit for git: it stays on this machine" if ".local." in where.name else ""
     return (
         f"{name}: {record.get('iteration', 0):,} of {spec.iterations:,} iterations when the "
-        f"budget ran out; checkpoint {store.checkpoint_path(spec)} ({size:.1f} MiB); the same "
-        "command resumes it"
+        f"budget ran out; checkpoint {where} ({size:.1f} MiB{local}); the same command resumes it"
     )
 
 

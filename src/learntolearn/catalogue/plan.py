@@ -5,19 +5,28 @@ For each experiment (of any kind) the chosen chapters need and the store lacks: 
 planned, evaluate it only. The training time of a few-shot run is estimated from a stored run of
 the same experiment (its measured cost per meta-iteration, else its wall time per iteration,
 scaled to the meta-batch), on the same kind of device; a learned optimizer's from a stored run
-of it at another profile.
+of it at another profile. A few-shot run's checkpoint size is estimated from its network's
+parameter count (:func:`~learntolearn.fewshot.runs.checkpoint_bytes`): one over the store's
+limit for git stays on the machine that wrote it, so such a run is only worth starting where it
+completes in one sitting (the plan says so, and the campaign skips it otherwise).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from learntolearn.catalogue.entries import experiment, store_for, stored
 from learntolearn.experiments.clock import duration
 from learntolearn.experiments.spec import PROFILES
-from learntolearn.experiments.store import checkpoint_iteration
+from learntolearn.experiments.store import (
+    checkpoint_file,
+    checkpoint_iteration,
+    committed,
+    mebibytes,
+)
 from learntolearn.fewshot.config import ExperimentConfig
+from learntolearn.fewshot.runs import checkpoint_bytes
 from learntolearn.fewshot.store import Result, ResultStore
 from learntolearn.learned_optimizers.config import OptimizerConfig
 from learntolearn.learned_optimizers.runs import FOLDER, OptimizerStore
@@ -41,10 +50,28 @@ class Step:
     basis: str = ""
     total: int = 0
     unit: str = "it."
+    checkpoint_bytes: int | None = None  # estimated size of its checkpoint; None: not estimated
 
     @property
     def trains(self) -> bool:
         return self.twin is None
+
+    @property
+    def local(self) -> bool:
+        """Its checkpoint is over the store's limit for git: it resumes only where written."""
+        return self.checkpoint_bytes is not None and not committed(self.checkpoint_bytes)
+
+    def fits(self, seconds: float) -> bool:
+        """Whether its training is known to complete within ``seconds``."""
+        return self.seconds is not None and self.seconds <= seconds
+
+    @property
+    def local_note(self) -> str:
+        """What a run with a local checkpoint needs, e.g. 'checkpoint ~97 MiB stays local:
+        needs one sitting of ~3 h'."""
+        needs = "unknown length" if self.seconds is None else f"~{duration(self.seconds)}"
+        size = mebibytes(self.checkpoint_bytes or 0)
+        return f"checkpoint ~{size} stays local: needs one sitting of {needs}"
 
 
 def _examples(c: ExperimentConfig) -> int:
@@ -89,7 +116,8 @@ def _checkpointed(cfg: ExperimentConfig) -> int:
     """Iterations already done in ``cfg``'s resumable checkpoint (0 when there is none)."""
     path = store_for(cfg).checkpoint_path(cfg)
     legacy = runs_dir() / f"{cfg.key}.pt"  # where checkpoints lived before in-progress/
-    return checkpoint_iteration(path if path.is_file() or not legacy.is_file() else legacy)
+    found = checkpoint_file(path).is_file() or not legacy.is_file()
+    return checkpoint_iteration(path if found else legacy)
 
 
 def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
@@ -131,7 +159,9 @@ def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
         seconds = None if per_iteration is None else per_iteration * (cfg.iterations - done)
         if cfg.stop_every is not None:
             basis += "; at most: a stopping rule on validation may end it sooner"
-        steps.append(Step(name, cfg, done, None, seconds, basis, cfg.iterations))
+        size = checkpoint_bytes(cfg)
+        step = Step(name, cfg, done, None, seconds, basis, cfg.iterations, checkpoint_bytes=size)
+        steps.append(replace(step, basis=f"{basis}; {step.local_note}") if step.local else step)
     return steps, len(configs) - len(steps)
 
 
@@ -155,12 +185,15 @@ def _optimizer_step(name: str, cfg: OptimizerConfig, roots: Any, kind: str) -> S
 def fit_budget(steps: list[Step], budget: float) -> dict[str, str]:
     """What each training step does within ``budget`` seconds, in plan order: 'completes'
     while the estimates fit, then 'advances ~N it.' (the run the budget ends in), then 'waits'.
-    A run of unknown length is advanced with whatever budget is left."""
+    A run of unknown length is advanced with whatever budget is left; a run whose checkpoint
+    stays local (:attr:`Step.local`) completes or is skipped, never advanced partway."""
     left, out = budget, {}
     for s in steps:
         if not s.trains:
             continue
-        if left <= 0:
+        if s.local and not s.fits(left):
+            out[s.name] = "skipped (see basis)"
+        elif left <= 0:
             out[s.name] = "waits"
         elif s.seconds is not None and s.seconds <= left:
             out[s.name], left = "completes", left - s.seconds

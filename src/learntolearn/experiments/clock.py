@@ -20,6 +20,11 @@ def passed(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
 
 
+def remaining(deadline: float | None) -> float:
+    """Seconds left until ``deadline`` (from :func:`deadline_after`; infinite: None)."""
+    return float("inf") if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def duration(seconds: float) -> str:
     """``seconds`` as a person reads a duration: '40 s', '12 min', '7 h 43 min', '5 d 8 h'."""
     if seconds < 90:

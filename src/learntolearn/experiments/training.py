@@ -26,7 +26,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from learntolearn.experiments import distributed
-from learntolearn.io import load_tensors, save_tensors
+from learntolearn.experiments.store import checkpoint_file, save_checkpoint
+from learntolearn.io import load_tensors
 from learntolearn.objective import Params
 
 __all__ = [
@@ -84,6 +85,8 @@ class RunSettings:
     and how often to checkpoint, and progress. ``stop_after`` ends the call early after that
     many iterations, ``deadline`` (a :func:`time.monotonic` time) at the first iteration that
     ends after it; either way a checkpoint of the iteration reached is written to resume from.
+    ``checkpoint`` is the name git holds it under; one over the store's ``TENSOR_LIMIT`` is
+    written under its git-ignored local name (:func:`~.store.save_checkpoint`).
     ``on_checkpoint(state)`` runs after every checkpoint is written (the runner records the
     run's progress beside it). ``task_chunk`` backpropagates the meta-batch that many tasks at
     a time (None: all at once): the same meta-gradient up to the order of floating-point sums,
@@ -186,8 +189,8 @@ def loop(
     rank, size = distributed.world()
     state = TrainState(params=step.params, observed={o.name: [] for o in observers})
     window = torch.zeros((), device=device)
-    if run.checkpoint is not None and run.checkpoint.is_file():
-        _resume(run.checkpoint, key, step, state, window, stopper)
+    if run.checkpoint is not None and checkpoint_file(run.checkpoint).is_file():
+        _resume(checkpoint_file(run.checkpoint), key, step, state, window, stopper)
     bar = tqdm(
         total=run.iterations,
         initial=state.iteration,
@@ -212,8 +215,8 @@ def loop(
 
     def diverged(what: str) -> DivergedError:
         kept = (
-            f"the last checkpoint ({run.checkpoint}) is kept"
-            if run.checkpoint is not None and run.checkpoint.is_file()
+            f"the last checkpoint ({checkpoint_file(run.checkpoint)}) is kept"
+            if run.checkpoint is not None and checkpoint_file(run.checkpoint).is_file()
             else "no checkpoint was written"
         )
         return DivergedError(
@@ -243,7 +246,7 @@ def loop(
             "stopped": state.stopped,
             **({"stopper": stopper.state_dict()} if stopper is not None else {}),
         }
-        save_tensors(run.checkpoint, checkpoint)
+        save_checkpoint(run.checkpoint, checkpoint)  # over TENSOR_LIMIT: its local twin
         if run.on_checkpoint is not None:
             run.on_checkpoint(state)
 

@@ -266,7 +266,7 @@ METHODS: dict[str, MethodEntry] = {
     ),
     # Metric-based methods (chapter 6): an embedding and a comparison, no inner loop
     "protonet": MethodEntry(
-        families=("omniglot",),
+        families=("omniglot", "omniglot-trainval"),
         build=lambda c, o: Prototypical(o, c.distance),  # type: ignore[arg-type]
         needs=dict((DISTANCE,)),
         allows=dict((TRAIN_WAY, HALVE_EVERY)),

@@ -19,6 +19,7 @@ from learntolearn.experiments import distributed, provenance
 from learntolearn.experiments.compare import Verdict, compare_evaluations
 from learntolearn.experiments.device import resolve_device
 from learntolearn.experiments.runner import obtain
+from learntolearn.experiments.store import checkpoint_file
 from learntolearn.experiments.training import RunSettings, TrainState
 from learntolearn.fewshot.config import ExperimentConfig
 from learntolearn.fewshot.evaluation import evaluate, milestones
@@ -32,7 +33,7 @@ from learntolearn.objective import Objective, Params, init_params
 from learntolearn.paths import runs_dir
 from learntolearn.tasks import TaskBatch, TaskDistribution
 
-__all__ = ["Setup", "build", "reevaluate", "run"]
+__all__ = ["Setup", "build", "checkpoint_bytes", "network", "reevaluate", "run"]
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,30 @@ def build(config: ExperimentConfig, device: torch.device) -> Setup:
     family, entry = FAMILIES[config.tasks], METHODS[config.method]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        own = entry.networks.get(config.model) if config.model is not None else None
-        model = (own(config) if own else family.network(config, entry.extra_inputs)).to(device)
+        model = network(config).to(device)
     objective = Objective(model, family.loss)
     method = entry.build(config, objective)
     return Setup(method, init_params(model), family.sampler(config, device), family, entry)
+
+
+def network(config: ExperimentConfig) -> torch.nn.Module:
+    """The network ``config`` trains (the method's own, else the task family's), freshly
+    initialised from the global generator (:func:`build` seeds it)."""
+    family, entry = FAMILIES[config.tasks], METHODS[config.method]
+    own = entry.networks.get(config.model) if config.model is not None else None
+    return own(config) if own else family.network(config, entry.extra_inputs)
+
+
+def checkpoint_bytes(config: ExperimentConfig) -> int:
+    """About how large ``config``'s training checkpoint will be, before training: the network
+    built on the ``meta`` device (no memory, no data), then 4 bytes per float32 parameter for
+    the parameters, 8 for Adam's two moments, 4 more for the parameters a stopping rule keeps,
+    and 64 KiB of generator state, history and records (tests/test_local_tensors.py checks it
+    against a real checkpoint)."""
+    with torch.device("meta"):
+        count = sum(p.numel() for p in network(config).parameters())
+    copies = 3 + (config.stop_every is not None)
+    return 4 * copies * count + 2**16
 
 
 def run(
@@ -94,7 +114,11 @@ def run(
         FAMILIES[config.tasks].check_data(config)  # before the network is even built
         checkpoint = store.checkpoint_path(config)
         legacy = runs_dir() / f"{config.key}.pt"  # where checkpoints lived before in-progress/
-        if distributed.world()[0] == 0 and legacy.is_file() and not checkpoint.is_file():
+        if (
+            distributed.world()[0] == 0
+            and legacy.is_file()
+            and not checkpoint_file(checkpoint).is_file()
+        ):
             shutil.move(legacy, checkpoint)
         distributed.barrier()  # the checkpoint is where every rank looks for it
         return _compute(
@@ -140,7 +164,8 @@ def _compute(
                 "iteration": state.iteration,
                 "iterations": config.iterations,
                 "milestones": state.observed.get("milestones", []),
-                "checkpoint_bytes": checkpoint.stat().st_size,
+                "checkpoint_bytes": checkpoint_file(checkpoint).stat().st_size,
+                "checkpoint_file": checkpoint_file(checkpoint).name,  # *.local.pt: not in git
                 "sittings": [*sittings, sitting],
             },
         )

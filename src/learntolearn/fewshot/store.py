@@ -1,6 +1,7 @@
 """The few-shot results: :class:`Result` (a stored run, with its curves and parameters) and
 :class:`ResultStore`, the engine's store laid out for them (``model.pt``), with what only
-few-shot runs have: a run trained the same way under another evaluation protocol, a new
+few-shot runs have (``model.pt`` over the engine's ``TENSOR_LIMIT`` is ``model.local.pt``, not
+in git): a run trained the same way under another evaluation protocol, a new
 evaluation of stored parameters, and analyses stored beside the metrics."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from learntolearn.experiments.store import (
     Layout,
     Store,
     Stored,
-    verify_checksums,
+    tensor_file,
 )
 from learntolearn.fewshot.config import ExperimentConfig
 from learntolearn.io import load_tensors
@@ -48,9 +49,10 @@ class Result(Stored):
         return self.metrics["train"]["cost"]
 
     def params(self, device: str | torch.device = "cpu") -> Params:
-        """The trained parameters (plain tensors, no grad), after checking the checksum."""
-        verify_checksums(self.path, ("model.pt",))
-        return load_tensors(self.path / "model.pt", map_location=device)
+        """The trained parameters (plain tensors, no grad), after checking the checksum; a
+        :class:`~learntolearn.experiments.store.LocalTensorsMissingError` says how to get them
+        when they are over the store's limit for git and not on this machine."""
+        return load_tensors(tensor_file(self, "model.pt"), map_location=device)
 
 
 LAYOUT = Layout(spec=ExperimentConfig, tensors="model.pt", result=Result)

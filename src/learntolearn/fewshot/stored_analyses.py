@@ -15,6 +15,10 @@ loads what is stored and computes only what is missing.
 * ``instances``: a black-box learner's accuracy by instance number (the 1st, 2nd, … presentation
   of a class in the support sequence; Santoro et al. 2016, Table 1) on the fixed test tasks
   (:mod:`learntolearn.analysis.instance_accuracy`).
+* ``attention``: SNAIL's attention over one episode: the weights of the first query of the
+  first fixed test task on the support steps and itself, in each attention block, with the
+  support steps' classes in the order read and the query's class (Mishra et al. 2018, Sec. 3.1;
+  :mod:`learntolearn.analysis.snail_attention`).
 * ``feature_reuse``: linear CKA of every layer before vs after the inner loop, NIL accuracy and
   the accuracy with the head alone adapted (Raghu et al. 2020), on the fixed test tasks.
 """
@@ -32,6 +36,7 @@ from learntolearn.analysis import precision
 from learntolearn.analysis.feature_reuse import layer_similarity, nil_accuracy
 from learntolearn.analysis.instance_accuracy import instance_accuracy
 from learntolearn.analysis.meta_learner_gates import gate_values
+from learntolearn.analysis.snail_attention import query_attention
 from learntolearn.analysis.statistics import mean_ci95, score_curve, summarize_curve
 from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, update_directions
 from learntolearn.experiments import provenance
@@ -45,6 +50,7 @@ from learntolearn.methods.black_box import BlackBox
 from learntolearn.methods.inner_loop import SGD, adapt
 from learntolearn.methods.maml import MAML
 from learntolearn.methods.meta_learner_lstm import MetaLearnerLSTM
+from learntolearn.methods.snail import Snail
 from learntolearn.objective import MODES, Params, expand_params
 from learntolearn.tasks import TaskBatch
 
@@ -216,6 +222,18 @@ def _instances(config: ExperimentConfig, setup: Setup, params: Params) -> dict[s
     }
 
 
+def _attention(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
+    method = setup.method
+    assert isinstance(method, Snail)  # checked by _snail
+    device = next(iter(params.values())).device
+    first = next(iter(setup.family.test_sets(config)[0].tasks()))  # the first K of eval_shots
+    return {"task": 0, **query_attention(method, params, first[0].to(device))}
+
+
+def _snail(c: ExperimentConfig) -> str | None:
+    return None if c.method == "snail" else "analyses SNAIL's attention blocks"
+
+
 def _label_late(c: ExperimentConfig) -> str | None:
     if c.method in ("episode-lstm", "mann"):
         return None
@@ -257,6 +275,7 @@ ANALYSES: dict[str, Analysis] = {
     "precision": Analysis(_full_maml, _precision),
     "feature_reuse": Analysis(_maml_classifier, _feature_reuse),
     "instances": Analysis(_label_late, _instances),
+    "attention": Analysis(_snail, _attention),
 }
 
 

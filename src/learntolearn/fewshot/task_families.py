@@ -10,6 +10,10 @@ fixed test sets with their score. Adding a family is one entry here (and its dat
   from a user's own image folder (the images cannot be downloaded here); like ``omniglot``.
 * ``omniglot-lake``: Lake's 20 one-shot runs (20-way, within an evaluation alphabet; Koch et
   al. 2015, Sec. 4.3), trained on the 30 background alphabets, scored in the same two modes.
+* ``omniglot-trainval``: ``omniglot`` trained on the 1,200 characters of the Vinyals training
+  and validation splits (4,800 classes with rotations), as Snell et al. (2017, Sec. 3.1) train
+  Prototypical networks (and Vinyals et al., Sung et al. the metric methods); the same test
+  tasks, and no validation tasks (they are training classes here).
 """
 
 from __future__ import annotations
@@ -304,6 +308,12 @@ FAMILIES["miniimagenet"] = replace(
     test_sets=_miniimagenet_tests,
     networks=("conv-pool", "meta-lstm"),
     check_data=_miniimagenet_data,
+    validation_sets=None,
+)
+FAMILIES["omniglot-trainval"] = replace(
+    FAMILIES["omniglot"],
+    sampler=_omniglot_train("trainval"),
+    check_data=_omniglot_data("trainval"),
     validation_sets=None,
 )
 FAMILIES["omniglot-lake"] = replace(

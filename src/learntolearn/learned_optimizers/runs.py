@@ -30,7 +30,7 @@ from learntolearn.experiments import provenance
 from learntolearn.experiments.compare import Verdict, compare_evaluations
 from learntolearn.experiments.device import cpu_numerics, resolve_device
 from learntolearn.experiments.runner import obtain
-from learntolearn.experiments.store import Layout, Store, Stored, verify_checksums
+from learntolearn.experiments.store import Layout, Store, Stored, tensor_file
 from learntolearn.experiments.training import RunSettings, loop
 from learntolearn.io import load_tensors
 from learntolearn.learned_optimizers.config import BASELINES, OptimizerConfig, Setting
@@ -66,8 +66,7 @@ class OptimizerResult(Stored):
 
     def rule(self, device: str | torch.device = "cpu") -> LSTMOptimizer:
         """The trained optimizer as an update rule (its file verified against its checksum)."""
-        verify_checksums(self.path, ("optimizer.pt",))
-        return load_optimizer(self.path / "optimizer.pt", self.config, device)
+        return load_optimizer(tensor_file(self, "optimizer.pt"), self.config, device)
 
 
 LAYOUT = Layout(OptimizerConfig, "optimizer.pt", OptimizerResult, "optimizer_sha256")
@@ -312,7 +311,7 @@ def run_optimizer(
         made = provenance.collect(dev, train["wall_time_s"], code)
         made["evaluation_s"] = round(time.perf_counter() - start, 1)
         result = store.save(config, {"train": train, "eval": evaluation}, made, weights)
-        checkpoint.unlink(missing_ok=True)
+        store.end_progress(config)  # its checkpoint, under either name
         return result
 
     command = f"train {config.name} --profile {config.profile}"

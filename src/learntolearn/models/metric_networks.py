@@ -31,10 +31,12 @@ __all__ = [
     "METRIC_NETWORKS",
     "ConvBlock",
     "FullContext",
+    "KochEmbedding",
     "MetricNet",
     "RelationEncoder",
     "RelationModule",
     "conv4",
+    "koch_siamese",
 ]
 
 
@@ -147,6 +149,41 @@ class MetricNet(nn.Module):
 
     def forward(self, x: Tensor, stats_from: int | None = None) -> Tensor:
         return self.embedding(x, stats_from)
+
+
+class KochEmbedding(nn.Module):
+    """The embedding of Koch et al.'s Omniglot Siamese network (2015, Sec. 3.1, Fig. 4) for
+    105x105 images: 64 filters 10x10, 128 filters 7x7, 128 filters 4x4 (each ReLU and 2x2
+    max-pooling), 256 filters 4x4 (ReLU), then a fully connected layer of 4096 sigmoid units
+    over the 256x6x6 maps. No batch normalisation (``stats_from`` is accepted and unused). With
+    the comparator (:func:`koch_siamese`) it has 38,951,745 parameters, 347x the book's
+    conv4-64 Siamese network, which reads the 28x28 images the book's data holds."""
+
+    size = 105  # the input's height and width
+
+    def __init__(self) -> None:
+        super().__init__()
+        widths, kernels = (1, 64, 128, 128, 256), (10, 7, 4, 4)  # channels, kernel sizes
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, k)
+            for c_in, c_out, k in zip(widths[:-1], widths[1:], kernels, strict=True)
+        )
+        self.features = 4096
+        self.fc = nn.Linear(256 * 6 * 6, self.features)
+
+    def forward(self, x: Tensor, stats_from: int | None = None) -> Tensor:
+        for i, conv in enumerate(self.convs):
+            x = torch.relu(conv(x))
+            x = F.max_pool2d(x, 2) if i < len(self.convs) - 1 else x
+        return torch.sigmoid(self.fc(x.flatten(1)))
+
+
+def koch_siamese() -> MetricNet:
+    """Koch et al.'s Siamese network (Sec. 3.1): :class:`KochEmbedding` and the weighted L1
+    comparator σ(Σ_j α_j |h₁ʲ − h₂ʲ| + b). Not in :data:`METRIC_NETWORKS`: it needs 105x105
+    images (``benchmarks/koch_siamese.py`` measures what a step costs here)."""
+    embedding = KochEmbedding()
+    return MetricNet(embedding, nn.Linear(embedding.features, 1))
 
 
 def conv4() -> ConvNet:

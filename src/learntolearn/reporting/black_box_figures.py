@@ -4,14 +4,13 @@ test episode, and accuracy by instance number against Santoro et al.'s table."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from learntolearn.methods.black_box import BlackBox, SequenceInputs
 from learntolearn.methods.mann import MANNCore
 from learntolearn.methods.metric import embed
-from learntolearn.methods.snail import SNAILCore
 from learntolearn.objective import Params
 from learntolearn.tasks import TaskBatch
 
@@ -66,22 +65,19 @@ def plot_memory(core: MANNCore, steps: SequenceInputs) -> Figure:
     return fig
 
 
-def plot_snail_attention(
-    core: SNAILCore, steps: SequenceInputs, query_class: int, query: int = 0
-) -> Figure:
-    """Each of SNAIL's attention blocks: how query ``query``'s step (of class ``query_class``)
-    spreads its attention over the support steps (red: the query's class) and itself (q)."""
+def plot_snail_attention(attention: Mapping[str, Any]) -> Figure:
+    """Each of SNAIL's attention blocks: how a query's step spreads its attention over the
+    support steps (red: the query's class) and itself (q), from the stored ``attention``
+    analysis (:mod:`learntolearn.analysis.snail_attention`)."""
     import matplotlib.pyplot as plt
 
-    sequence = torch.cat([steps.support[:1], steps.queries[:1, query : query + 1]], 1)
-    with torch.no_grad():
-        rows = [p[0, -1] for p in core.attention(sequence)]
-    labels = steps.labels[0].tolist()
+    rows, labels = attention["blocks"], attention["support_classes"]
     fig, axes = plt.subplots(1, len(rows), figsize=(6.8, 2.4), sharey=True, layout="constrained")
-    colors = ["tab:red" if c == query_class else "tab:gray" for c in labels] + ["black"]
+    colors = ["tab:red" if c == attention["query_class"] else "tab:gray" for c in labels]
+    colors.append("black")
     ticks = [*(str(c) for c in labels), "q"]
     for i, (ax, p) in enumerate(zip(axes, rows, strict=True)):
-        ax.bar(range(len(ticks)), p.numpy(), color=colors)
+        ax.bar(range(len(ticks)), p, color=colors)
         ax.set_title(f"attention block {i + 1}")
         ax.set_xlabel("step read (its class)")
         ax.set_xticks(range(len(ticks)), ticks, fontsize=6)
