@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ __all__ = [
     "MIN_FONT_PT",
     "curve_with_band",
     "legend_below",
+    "plain_log_scale",
     "show_tasks",
     "use_book_style",
 ]
@@ -73,6 +75,24 @@ def curve_with_band(
     hi = [m + h for m, h in zip(mean, ci95, strict=True)]
     (line,) = ax.plot(steps, mean, label=label, **style)
     ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def plain_log_scale(ax: Axes) -> None:
+    """A log-scaled y-axis labelled with plain numbers (0.3, 2, 100) instead of powers of ten;
+    where it spans less than two decades, the minor ticks at 2, 3 and 5 times a power of ten
+    are labelled too."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(value: float, _: int) -> str:
+        low, high = ax.get_ylim()
+        if value <= 0 or low <= 0 or math.log10(high / low) > 2:
+            return ""
+        mantissa = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+        return f"{value:g}" if mantissa in (2, 3, 5) else ""
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def show_tasks(batch: TaskBatch, *, n_way: int, k_shot: int, query_per_class: int = 1) -> Figure:
