@@ -42,31 +42,50 @@ def show_scores(
     batch: TaskBatch, values: Tensor, queries: list[int], *, label: str, fmt: str = "{:.2f}"
 ) -> Figure:
     """One row per query of task 0: the query image, then every support image with
-    ``values[q, s]`` below it, the largest of each row in bold (``label`` names the value)."""
+    ``values[q, s]`` below it (``label`` names the value). The largest value of a row is the
+    prediction (the class of that support image): it is printed in bold, green when it is the
+    query's class and red with a cross, its image framed in red, when it is not, so that a wrong
+    prediction never reads as a right one."""
     import matplotlib.pyplot as plt
 
     support = batch.x_support[0]
     s = support.shape[0]
+    assert values.shape[-1] == s, f"one value per support image, got {values.shape[-1]} for {s}"
     fig, axes = plt.subplots(
         len(queries),
         s + 1,
-        figsize=(min(max(0.62 * (s + 1) + 0.4, 4.8), COLUMN_INCHES), 0.95 * len(queries) + 0.4),
+        figsize=(min(max(0.62 * (s + 1) + 0.4, 4.8), COLUMN_INCHES), 0.95 * len(queries) + 0.55),
         squeeze=False,
         layout="constrained",
     )
     for row, q in zip(axes, queries, strict=True):
         best = int(values[q].argmax())
+        right = int(batch.y_support[0, best]) == int(batch.y_query[0, q])
         row[0].imshow(batch.x_query[0, q, 0], cmap="gray", vmin=0, vmax=1)
         row[0].set_xlabel(f"query ({int(batch.y_query[0, q])})", fontsize=8, color="tab:orange")
         for j in range(s):
             row[j + 1].imshow(support[j, 0], cmap="gray", vmin=0, vmax=1)
-            weight = "bold" if j == best else "normal"
-            row[j + 1].set_xlabel(fmt.format(float(values[q, j])), fontsize=8, fontweight=weight)
+            text = fmt.format(float(values[q, j]))
+            if j != best:
+                row[j + 1].set_xlabel(text, fontsize=8)
+                continue
+            color = "tab:green" if right else "tab:red"
+            row[j + 1].set_xlabel(
+                text if right else f"{text} \u2717", fontsize=8, fontweight="bold", color=color
+            )
+            if not right:
+                for spine in row[j + 1].spines.values():
+                    spine.set_edgecolor("tab:red")
+                    spine.set_linewidth(2)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
     labels = ", ".join(str(int(v)) for v in batch.y_support[0])
-    fig.suptitle(f"query (left), support classes {labels}: {label}", fontsize=9)
+    fig.suptitle(
+        f"query (left), support classes {labels}: {label}\n"
+        "bold: the prediction, green if right, red \u2717 if wrong",
+        fontsize=9,
+    )
     for row in axes:
         for spine in row[0].spines.values():
             spine.set_edgecolor("tab:orange")
