@@ -52,6 +52,7 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
         "omniglot/protonet-5w5s-q15",
         "omniglot/protonet-5w1s-cosine",
         "omniglot/protonet-5w1s-train5way",
+        "omniglot/protonet-5w1s-trainval",
         "omniglot/matching-5w1s-euclidean",
         "omniglot/matching-5w1s-fce",
         "omniglot/matching-5w1s-scale10",
