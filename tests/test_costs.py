@@ -1,0 +1,110 @@
+"""The stored method-cost benchmark: the reader verifies it, and a tiny real run is readable."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from learntolearn.reporting import costs
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "method_costs.py"
+
+
+def benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("method_costs", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(seconds: dict[tuple[str, str], list[float]]) -> dict:
+    """A hand-made benchmark record with the given per-round seconds (meta-batch 4)."""
+    return {
+        "format": costs.FORMAT,
+        "command": "test",
+        "profile": "smoke",
+        "rounds": len(next(iter(seconds.values()))),
+        "warmup_rounds": 1,
+        "max_seconds": 5.0,
+        "machine": {"device": "cpu (test)", "cores": 2, "torch": "x", "threads": 1},
+        "commit": "0123456789abcdef",
+        "dirty": False,
+        "date": "2026-12-07T00:00:00+00:00",
+        "load_1min": {"before": 1.0, "during": [2.0, 3.0, 4.0], "after": 1.5},
+        "note": "",
+        "entries": [
+            {
+                "method": m,
+                "setting": s,
+                "experiment": f"omniglot/{m}-{s}",
+                "meta_batch": 4,
+                "inner_steps": 1,
+                "seconds": t,
+                "sample_seconds": [0.01] * len(t),
+                "saved_bytes": 2.0**20 * (2 if m == "maml" else 1),
+            }
+            for (m, s), t in seconds.items()
+        ],
+        "left_out": [{"method": "maml", "setting": "20w5s", "reason": "too slow"}],
+    }
+
+
+def test_ratios_are_taken_within_rounds(tmp_path: Path) -> None:
+    # fomaml takes half of MAML's time in every round, though rounds differ threefold
+    path = tmp_path / "method-costs.json"
+    stored = costs.save(
+        path,
+        record({("maml", "5w1s"): [1.0, 3.0, 2.0], ("fomaml", "5w1s"): [0.5, 1.5, 1.0]}),
+    )
+    assert stored.ratio("fomaml", "5w1s") == pytest.approx(0.5)
+    assert stored.speedup("fomaml", "5w1s") == pytest.approx(0.5)
+    assert stored.memory_ratio("fomaml", "5w1s") == pytest.approx(2.0)
+    c = stored["maml", "5w1s"]
+    assert c.median == 2.0 and c.per_task == 0.5 and c.iqr == (1.5, 2.5)
+    assert stored.load_average == (1.0, 3.0, 1.5)
+    table = stored.table(["maml", "fomaml"], ["5w1s"], caption="Costs", name="tbl-99-costs")
+    assert [r[1] for r in table.rows] == ["MAML", "first-order MAML"]
+    assert table.rows[1][6] == "0.50"
+    with pytest.raises(KeyError, match="too slow"):
+        stored["maml", "20w5s"]
+
+
+@pytest.mark.parametrize("damage", ["edit", "truncate", "no-checksum"])
+def test_reader_refuses_a_damaged_file(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "method-costs.json"
+    costs.save(path, record({("maml", "5w1s"): [1.0, 2.0, 3.0]}))
+    if damage == "edit":  # still valid JSON, different numbers
+        data = json.loads(path.read_text())
+        data["entries"][0]["seconds"][0] = 0.1
+        path.write_text(json.dumps(data))
+    elif damage == "truncate":
+        path.write_bytes(path.read_bytes()[:50])
+    else:
+        path.with_name(path.name + ".sha256").unlink()
+    error = FileNotFoundError if damage == "no-checksum" else ValueError
+    with pytest.raises(error) as info:
+        costs.load(path)
+    message = str(info.value)
+    assert "\n" not in message and "method_costs.py" in message
+
+
+def test_a_tiny_benchmark_run_is_readable(real_env: None, tmp_path: Path) -> None:
+    out = tmp_path / "method-costs.json"
+    args = ["--profile", "smoke", "--methods", "maml", "protonet", "--settings", "5w1s"]
+    code = benchmark().main([*args, "--rounds", "1", "--max-seconds", "60", "--output", str(out)])
+    assert code == 0
+    stored = costs.load(out)
+    assert set(stored.costs) == {("maml", "5w1s"), ("protonet", "5w1s")}
+    assert stored.rounds == 1 and stored.record["machine"]["threads"] == 1
+    for c in stored.costs.values():
+        assert len(c.seconds) == 1 and c.median > 0 and c.saved_bytes
+        assert 0 < c.sampling < c.median
+    assert stored.ratio("maml", "5w1s") == 1.0
+    assert "interleaved rounds" in stored.provenance()
