@@ -58,6 +58,23 @@ def test_each_state_comes_from_the_evidence_the_store_has():
     assert "25,000 of 60,000 it." in detail["c"] and "98.2" in detail["c"]
     assert "-10.6 points" in detail["d"] and detail["e"] == "too slow"
     table = status_table(found, {}, "Status")
-    assert "(2 reproduced, 1 finished, short of it, 1 in progress, 1 short run, 1 not run)" in (
+    assert "(2 reproduced; 1 finished, short of it; 1 in progress; 1 short run; 1 not run)" in (
         table.caption
     )
+
+
+def test_a_finished_run_outside_the_interval_says_on_which_side():
+    paper = SimpleNamespace(iterations=50_000, eval_shots=(1,))
+    cfg = experiment("omniglot/siamese-5w1s", "paper")
+    published = {"up": Published(97.3, None, "Koch"), "down": Published(97.3, None, "Koch")}
+    runs = {
+        "up": ProgressRun("up", cfg, 50_000, finished=True, result=Stored(0.979, paper)),
+        "down": ProgressRun("down", cfg, 50_000, finished=True, result=Stored(0.966, paper)),
+    }
+    found = reproduction_status(published, dict.fromkeys(published, "transductive"), runs, {}, {})
+    assert {s.name: s.state for s in found} == {
+        "up": "finished, above it",  # 97.9 vs 97.3: above, outside half a point
+        "down": "finished, short of it",  # 96.6
+    }
+    detail = {s.name: s.detail for s in found}
+    assert detail["up"].endswith("+0.6 points)") and detail["down"].endswith("-0.7 points)")

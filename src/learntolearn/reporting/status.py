@@ -5,7 +5,8 @@ batch-norm mode, the best evidence the store has:
 
 * **reproduced**: a finished paper-protocol run inside the paper's 95% interval (±0.5 points
   where the paper prints none);
-* **finished, short of it**: a finished paper-protocol run outside it, with the gap;
+* **finished, short of it** / **finished, above it**: a finished paper-protocol run outside it,
+  below or above the paper's number, with the gap;
 * **in progress**: a paper-protocol run that advances in sittings: iterations done and its
   latest milestone;
 * **short run**: only a shorter run of another profile, with its iterations and gap;
@@ -27,7 +28,14 @@ from learntolearn.reporting.tables import Table, fmt_ci
 __all__ = ["NO_INTERVAL", "Status", "omniglot_status", "reproduction_status", "status_table"]
 
 NO_INTERVAL = 0.5  # points: the interval where a paper prints no CI
-STATES = ("reproduced", "finished, short of it", "in progress", "short run", "not run")
+STATES = (
+    "reproduced",
+    "finished, above it",
+    "finished, short of it",
+    "in progress",
+    "short run",
+    "not run",
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,16 @@ def reproduction_status(
         mode, run = modes[name], paper_runs.get(name)
         if run is not None and run.finished and run.result is not None:
             ours, ci = _accuracy(run.result, mode)
-            state = "reproduced" if _inside(ours, paper) else "finished, short of it"
-            detail = f"{fmt_ci(ours, ci, 1)} ({run.status}, paper protocol)"
+            inside = _inside(ours, paper)
+            state = (
+                "reproduced"
+                if inside
+                else "finished, above it"
+                if ours > paper.mean
+                else "finished, short of it"
+            )
+            gap = "" if inside else f"; {ours - paper.mean:+.1f} points"
+            detail = f"{fmt_ci(ours, ci, 1)} ({run.status}, paper protocol{gap})"
             out.append(Status(name, paper, state, detail, ours))
             continue
         if run is not None and run.iteration:
@@ -101,7 +117,7 @@ def status_table(
     """One row per published number: the experiment, the paper's number, the state, the
     evidence; and a count per state in the caption."""
     counts = {s: sum(1 for x in statuses if x.state == s) for s in STATES}
-    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    summary = "; ".join(f"{n} {state}" for state, n in counts.items() if n)  # states have commas
     rows = [[labels.get(s.name, s.name), s.paper.number, s.state, s.detail] for s in statuses]
     return Table(
         ["experiment", "paper", "status", "evidence"], rows, f"{caption} ({summary})", name
