@@ -76,4 +76,5 @@ class Chapter:
             for n, c in self.configs.items()
             if isinstance(c, ExperimentConfig) and where(c)
         ]
-        return Table(["experiment", *columns, "device", "wall time"], rows, caption, name)
+        headers = ["experiment", *columns, "device", "wall time of the run (shared machine)"]
+        return Table(headers, rows, caption, name)
