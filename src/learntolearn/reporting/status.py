@@ -16,6 +16,7 @@ batch-norm mode, the best evidence the store has:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -128,6 +129,27 @@ def _has_rule(config: object) -> bool:
     return getattr(config, "stop_every", None) is not None
 
 
+def _benchmark_estimate(name: str, iterations: int) -> str:
+    """What the stored benchmark of every method's step (:mod:`.costs`) says a run that has no
+    cost of its own would take at the paper protocol, or why it cannot say."""
+    from learntolearn.reporting.costs import load
+
+    found = re.fullmatch(r"omniglot/(.+)-(\d+w\d+s)", name)
+    costs = load()
+    if found is None:
+        return "no measured cost to estimate it"
+    method, setting = found.groups()
+    if (method, setting) in costs:
+        seconds = costs[method, setting].median * iterations
+        return f"~ {duration(seconds)} of CPU at the paper protocol (the benchmark's step time)"
+    left = [
+        x["reason"]
+        for x in costs.record.get("left_out", [])
+        if (x["method"], x["setting"]) == (method, setting)
+    ]
+    return f"the benchmark left its step out ({left[0]})" if left else "no measured cost"
+
+
 def omniglot_status(short_profile: str = "cpu") -> list[Status]:
     """:func:`reproduction_status` of every Omniglot number of the results chapter (and Koch
     et al.'s on Lake's runs), from the store: nothing is trained."""
@@ -163,7 +185,7 @@ def omniglot_status(short_profile: str = "cpu") -> list[Status]:
         cost = (
             f"evaluated from {s.twin}"
             if not s.trains
-            else "no measured cost to estimate it"
+            else _benchmark_estimate(s.name, s.config.iterations)
             if s.seconds is None
             else f"~ {duration(s.seconds)} of CPU at the paper protocol"
             + (", at most: it stops on a validation plateau" if _has_rule(s.config) else "")
