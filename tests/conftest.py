@@ -34,3 +34,13 @@ def real(real_env_vars: dict[str, str]) -> om.Omniglot:
 def real_env(real_env_vars: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in real_env_vars.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh results store and cache for the test, training allowed, no search store: what
+    a module that trains and stores runs uses for every test (``pytestmark``)."""
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LEARNTOLEARN_SEARCH", raising=False)
+    monkeypatch.delenv("LEARNTOLEARN_NO_TRAIN", raising=False)

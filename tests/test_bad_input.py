@@ -24,12 +24,7 @@ from learntolearn.models.networks import ConvNet
 from learntolearn.objective import Objective, cross_entropy, init_params
 from learntolearn.tasks import TaskBatch
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("LEARNTOLEARN_NO_TRAIN", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_store")
 
 
 def tiny(**changes):

@@ -23,13 +23,7 @@ from learntolearn.fewshot.store import ResultStore
 from learntolearn.learned_optimizers.config import OptimizerConfig
 from learntolearn.search.space import SearchConfig
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("LEARNTOLEARN_SEARCH", raising=False)
-    monkeypatch.delenv("LEARNTOLEARN_NO_TRAIN", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_store")
 
 
 def oracle() -> ExperimentConfig:

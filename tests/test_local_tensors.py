@@ -24,11 +24,7 @@ from learntolearn.fewshot.store import ResultStore
 TINY = 1000  # bytes: the sinusoid MLP's parameters (about 7 kB) are over it
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("LEARNTOLEARN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("LEARNTOLEARN_NO_TRAIN", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_store")
 
 
 def tiny(**changes) -> ExperimentConfig:

@@ -24,12 +24,12 @@ from typing import Any
 
 from learntolearn.io import atomic_write, load_json, save_json, sha256
 from learntolearn.paths import project_root
+from learntolearn.reporting.results import LABELS
 from learntolearn.reporting.tables import Table
 
 __all__ = [
     "EQUAL",
     "FORMAT",
-    "LABELS",
     "Cost",
     "MethodCosts",
     "default_path",
@@ -41,21 +41,6 @@ __all__ = [
 
 FORMAT = 1
 EQUAL = "5w-equal"  # the setting of the equal-footing entries (Reptile, MAML, first-order MAML)
-LABELS = {
-    "maml": "MAML",
-    "fomaml": "first-order MAML",
-    "reptile": "Reptile",
-    "anil": "ANIL",
-    "siamese": "Siamese",
-    "matching": "Matching",
-    "protonet": "Prototypical",
-    "relation": "Relation",
-    "meta-lstm": "Meta-Learner LSTM",
-    "episode-lstm": "episode LSTM",
-    "mann": "MANN",
-    "snail": "SNAIL",
-    "maml-fc": "MAML (fc network)",
-}
 REMEDY = "rerun benchmarks/method_costs.py to measure it again"
 
 
