@@ -9,9 +9,12 @@ all-reduce, Adam), in three layouts:
 - one process, two intra-op threads;
 - two ranks of one thread each (``torchrun --nproc-per-node 2``, gloo): each rank takes half
   of every meta-batch and the meta-gradients are all-reduced
-  (:mod:`learntolearn.experiments.distributed`).
+  (:mod:`learntolearn.experiments.distributed`);
+- two runs side by side, one thread each (what the standing queue does with two workers): two
+  independent processes at once; their throughput counts both runs' iterations, so its
+  "ms/iteration" is the pair's median time per iteration halved.
 
-``--all`` runs the three one after the other as subprocesses and prints a Markdown table with
+``--all`` runs the four one after the other as subprocesses and prints a Markdown table with
 the ratios against one thread, measured in the same invocation; ``--rounds`` alternates them
 that many times (medians reported) so that load changes on a shared machine hit each alike.
 
@@ -79,10 +82,12 @@ LAYOUTS = {
     "1 process, 1 thread": (1, 1),
     "1 process, 2 threads": (1, 2),
     "2 ranks x 1 thread": (2, 1),
+    "2 runs side by side x 1 thread": (1, 1),
 }
+SIDE_BY_SIDE = "2 runs side by side x 1 thread"
 
 
-def launch(ranks: int, threads: int, args: argparse.Namespace) -> float:
+def command(ranks: int, threads: int, args: argparse.Namespace) -> list[str]:
     script = str(Path(__file__).resolve())
     common = ["--experiment", args.experiment, "--profile", args.profile]
     common += ["--iterations", str(args.iterations), "--threads", str(threads)]
@@ -98,9 +103,24 @@ def launch(ranks: int, threads: int, args: argparse.Namespace) -> float:
             script,
             *common,
         ]
+    return cmd
+
+
+def launch(ranks: int, threads: int, args: argparse.Namespace, copies: int = 1) -> float:
+    """Seconds per iteration of the layout; with ``copies`` runs at once, the time per
+    iteration of all of them together (their median divided by ``copies``)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["s_per_it"]
+    procs = [
+        subprocess.Popen(command(ranks, threads, args), env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(copies)
+    ]
+    times = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, out)
+        times.append(json.loads(out.strip().splitlines()[-1])["s_per_it"])
+    return statistics.median(times) / copies
 
 
 def main() -> None:
@@ -111,16 +131,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--task-chunk", type=int)
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--all", action="store_true", help="run the three layouts and print a table")
+    p.add_argument("--all", action="store_true", help="run the four layouts and print a table")
     args = p.parse_args()
     if not args.all:
         measure(args.experiment, args.profile, args.iterations, args.threads, args.task_chunk)
         return
     times: dict[str, list[float]] = {k: [] for k in LAYOUTS}
     for r in range(args.rounds):
-        order = list(LAYOUTS)[r % 3 :] + list(LAYOUTS)[: r % 3]
+        order = list(LAYOUTS)[r % len(LAYOUTS) :] + list(LAYOUTS)[: r % len(LAYOUTS)]
         for layout in order:
-            times[layout].append(launch(*LAYOUTS[layout], args))
+            copies = 2 if layout == SIDE_BY_SIDE else 1
+            times[layout].append(launch(*LAYOUTS[layout], args, copies))
             print(f"round {r + 1}: {layout}: {1000 * times[layout][-1]:.0f} ms/it", file=sys.stderr)
     base = statistics.median(times["1 process, 1 thread"])
     runs = f"{args.iterations} timed iterations x {args.rounds} rounds"
