@@ -12,14 +12,17 @@ the images are resized to 105x105 (bilinear; the cost does not depend on the pix
 Interleaved: each round runs both steps once, in alternating order; a warm-up round is dropped.
 Reported: the median seconds per step of each, the median of the per-round ratios, the
 parameter counts, and what Koch's schedule would cost at that speed (one thread, the library's
-CPU settings). Run: ``python benchmarks/koch_siamese.py --rounds 5``.
+CPU settings). ``--save`` stores every per-round time with the provenance (machine, torch,
+date, commit, load) in ``results/benchmarks/koch-siamese.json`` with its SHA-256, which chapter
+6 reads (:func:`learntolearn.reporting.costs.load_koch`).
+Run: ``python benchmarks/koch_siamese.py --rounds 5 --save``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
-import statistics
 import time
 from collections.abc import Callable
 
@@ -28,18 +31,16 @@ import torch.nn.functional as F
 
 from learntolearn.catalogue import experiment
 from learntolearn.experiments.device import cpu_numerics
-from learntolearn.experiments.provenance import device_name
+from learntolearn.experiments.provenance import device_name, git_state
 from learntolearn.experiments.training import RunSettings
 from learntolearn.fewshot.runs import build
 from learntolearn.fewshot.training import MetaStep, OuterLoop
+from learntolearn.io import save_checked_json
 from learntolearn.methods.siamese import Siamese
 from learntolearn.models.metric_networks import KochEmbedding, koch_siamese
 from learntolearn.objective import Objective, init_params
+from learntolearn.reporting.costs import KOCH_EPOCHS, KOCH_FORMAT, KOCH_PAIRS, koch_path, load_koch
 from learntolearn.tasks import TaskBatch
-
-#: Koch et al.'s largest training set: 150,000 pairs (Sec. 4.2, before the 8 affine distortions
-#: of each), for up to 200 epochs in minibatches of 128 pairs.
-KOCH_PAIRS, KOCH_EPOCHS = 150_000, 200
 
 
 def resized(batch: TaskBatch, size: int) -> TaskBatch:
@@ -55,6 +56,7 @@ def resized(batch: TaskBatch, size: int) -> TaskBatch:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--save", action="store_true", help="store the result for the book")
     args = parser.parse_args()
     dev = torch.device("cpu")
     cpu_numerics(dev)
@@ -80,6 +82,7 @@ def main() -> None:
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in steps}
+    load_before = os.getloadavg()[0]
     for r in range(args.rounds + 1):  # round 0 warms up
         for name in sorted(steps, reverse=r % 2 == 1):
             start = time.perf_counter()
@@ -87,23 +90,45 @@ def main() -> None:
             if r:
                 times[name].append(time.perf_counter() - start)
     book, paper = list(steps)
-    ratio = statistics.median(b / a for a, b in zip(times[book], times[paper], strict=True))
-    load = os.getloadavg()[0]
-    print(
-        f"{device_name(dev)}, torch {torch.__version__}, one thread, {args.rounds} rounds, "
-        f"1-min load {load:.1f}"
-    )
+    pairs = config.meta_batch * (config.train_way or 0) ** 2  # query x support pairs per step
+    git = git_state()
+    record = {
+        "format": KOCH_FORMAT,
+        "machine": device_name(dev),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "commit": git["commit"],
+        "dirty": git["dirty"],
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_1min": {"before": load_before, "after": os.getloadavg()[0]},
+        "rounds": args.rounds,
+        "pairs_per_step": pairs,
+        "book": {
+            "parameters": sum(p.numel() for p in steps[book].params.values()),
+            "seconds": times[book],
+        },
+        "koch": {
+            "parameters": sum(p.numel() for p in steps[paper].params.values()),
+            "seconds": times[paper],
+        },
+    }
+    if args.save:
+        save_checked_json(koch_path(), record)
+        result = load_koch()
+    else:
+        from learntolearn.reporting.costs import KochCost
+
+        result = KochCost(record)
+    print(result.provenance())
     print("| network | parameters | s per step (median) | ratio |")
     print("|---|---|---|---|")
-    for name, step in steps.items():
-        count = sum(p.numel() for p in step.params.values())
-        median = statistics.median(times[name])
-        print(f"| {name} | {count:,} | {median:.3f} | {1.0 if name == book else ratio:.1f} |")
-    pairs = config.meta_batch * (config.train_way or 0) ** 2  # query x support pairs per step
-    seconds = statistics.median(times[paper]) / pairs * KOCH_PAIRS * KOCH_EPOCHS
+    print(f"| {book} | {result.book_parameters:,} | {result.book_seconds:.3f} | 1.0 |")
+    print(
+        f"| {paper} | {result.koch_parameters:,} | {result.koch_seconds:.3f} | {result.ratio:.1f} |"
+    )
     print(
         f"Koch's schedule ({KOCH_EPOCHS} epochs of {KOCH_PAIRS:,} pairs) at this speed: "
-        f"{seconds / 3600:,.0f} CPU-hours ({pairs} pairs per step)"
+        f"{result.schedule_hours:,.0f} CPU-hours ({pairs} pairs per step)"
     )
 
 

@@ -108,3 +108,35 @@ def test_a_tiny_benchmark_run_is_readable(real_env: None, tmp_path: Path) -> Non
         assert 0 < c.sampling < c.median
     assert stored.ratio("maml", "5w1s") == 1.0
     assert "interleaved rounds" in stored.provenance()
+
+
+def test_the_koch_benchmark_is_stored_checked_and_read(tmp_path: Path) -> None:
+    """The Koch benchmark's record: medians and the per-round ratio read back, Koch's schedule
+    in CPU-hours, and a damaged file refused with a one-line error."""
+    from learntolearn.io import save_checked_json
+    from learntolearn.reporting.costs import KOCH_EPOCHS, KOCH_PAIRS, load_koch
+
+    record = {
+        "format": 1,
+        "machine": "cpu (test)",
+        "torch": "x",
+        "threads": 1,
+        "commit": "abc",
+        "dirty": False,
+        "date": "2026-12-07T00:00:00+00:00",
+        "load_1min": {"before": 0.5, "after": 0.5},
+        "rounds": 3,
+        "pairs_per_step": 256,
+        "book": {"parameters": 10, "seconds": [0.1, 0.2, 0.1]},
+        "koch": {"parameters": 1000, "seconds": [4.0, 2.0, 3.0]},
+    }
+    path = tmp_path / "koch-siamese.json"
+    save_checked_json(path, record)
+    koch = load_koch(path)
+    assert (koch.book_seconds, koch.koch_seconds) == (0.1, 3.0)
+    assert koch.ratio == 30.0  # per round: 40, 10, 30
+    assert koch.schedule_hours == pytest.approx(KOCH_PAIRS * KOCH_EPOCHS / 256 * 3.0 / 3600)
+    assert "3 interleaved rounds" in koch.provenance()
+    path.write_text(path.read_text().replace("4.0", "5.0"))
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        load_koch(path)

@@ -21,8 +21,10 @@ __all__ = [
     "atomic_folder",
     "atomic_write",
     "finite_json",
+    "load_checked_json",
     "load_json",
     "load_tensors",
+    "save_checked_json",
     "save_json",
     "save_tensors",
     "sha256",
@@ -119,6 +121,35 @@ def load_json(path: Path, remedy: str = "it is damaged: delete it to recompute i
         ) from err
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); {remedy}") from err
+
+
+def _checksum_file(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def save_checked_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON (:func:`save_json`) and its SHA-256 beside it, in ``sha256sum``'s
+    format (``<path>.sha256``), both atomically."""
+    path = Path(path)
+    save_json(path, obj)
+    line = f"{sha256(path)}  {path.name}\n"
+    atomic_write(_checksum_file(path), lambda p: p.write_text(line))
+
+
+def load_checked_json(path: Path, remedy: str) -> Any:
+    """Read a JSON file written by :func:`save_checked_json`, its SHA-256 verified; a missing,
+    damaged or edited file (or checksum) gets a one-line error naming it and ``remedy``."""
+    path = Path(path)
+    check = _checksum_file(path)
+    if not path.is_file() or not check.is_file():
+        missing = path if not path.is_file() else check
+        raise FileNotFoundError(f"{missing} is missing; {remedy}")
+    words = check.read_text().split()
+    if not words or words[0] != sha256(path):
+        raise ValueError(
+            f"{path} does not match its checksum {check.name}: it is damaged; {remedy}"
+        )
+    return load_json(path, remedy)
 
 
 def tensor_bytes(obj: Any) -> bytes:

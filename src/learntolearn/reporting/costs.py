@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learntolearn.io import atomic_write, load_json, save_json, sha256
+from learntolearn.io import load_checked_json, save_checked_json
 from learntolearn.paths import project_root
 from learntolearn.reporting.results import LABELS
 from learntolearn.reporting.tables import Table
@@ -31,9 +31,12 @@ __all__ = [
     "EQUAL",
     "FORMAT",
     "Cost",
+    "KochCost",
     "MethodCosts",
     "default_path",
+    "koch_path",
     "load",
+    "load_koch",
     "save",
     "setting_label",
     "summary_table",
@@ -59,16 +62,9 @@ def default_path() -> Path:
     return project_root() / "results" / "benchmarks" / "method-costs.json"
 
 
-def _checksum_file(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
 def save(path: Path, record: dict[str, Any]) -> MethodCosts:
     """Write ``record`` atomically with its SHA-256 file, and read it back verified."""
-    path = Path(path)
-    save_json(path, record)
-    line = f"{sha256(path)}  {path.name}\n"
-    atomic_write(_checksum_file(path), lambda p: p.write_text(line))
+    save_checked_json(Path(path), record)
     return load(path)
 
 
@@ -76,16 +72,10 @@ def load(path: Path | None = None) -> MethodCosts:
     """The stored benchmark, its checksum verified; a missing, damaged or edited file gets a
     one-line error saying so and how to remedy it."""
     path = Path(path) if path is not None else default_path()
-    check = _checksum_file(path)
-    if not path.is_file() or not check.is_file():
-        missing = path if not path.is_file() else check
-        raise FileNotFoundError(f"no stored method-cost benchmark: {missing} is missing; {REMEDY}")
-    recorded = check.read_text().split()[0] if check.read_text().split() else ""
-    if recorded != sha256(path):
-        raise ValueError(
-            f"{path} does not match its checksum {check.name}: it is damaged; {REMEDY}"
-        )
-    record = load_json(path, REMEDY)
+    try:
+        record = load_checked_json(path, REMEDY)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"no stored method-cost benchmark: {err}") from err
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError(f"{path} is not a method-cost benchmark of format {FORMAT}; {REMEDY}")
     return MethodCosts(record, path)
@@ -262,3 +252,53 @@ def summary_table(costs: MethodCosts) -> Table:
     return costs.table(
         methods, settings, caption=f"Cost per meta-iteration: {costs.provenance()}", name=""
     )
+
+
+#: Koch et al.'s largest training set: 150,000 pairs (Sec. 4.2, before the 8 affine distortions
+#: of each), for up to 200 epochs in minibatches of 128 pairs.
+KOCH_PAIRS, KOCH_EPOCHS = 150_000, 200
+KOCH_FORMAT = 1
+KOCH_REMEDY = "rerun benchmarks/koch_siamese.py --save to measure it again"
+
+
+def koch_path() -> Path:
+    """Where ``benchmarks/koch_siamese.py --save`` stores its result (beside the method costs)."""
+    return default_path().with_name("koch-siamese.json")
+
+
+class KochCost:
+    """One step of Koch et al.'s Siamese network (105x105 images) against the book's, timed in
+    the same interleaved rounds (``benchmarks/koch_siamese.py``)."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.book_parameters = int(record["book"]["parameters"])
+        self.koch_parameters = int(record["koch"]["parameters"])
+        self.book_seconds = statistics.median(record["book"]["seconds"])
+        self.koch_seconds = statistics.median(record["koch"]["seconds"])
+        rounds = zip(record["book"]["seconds"], record["koch"]["seconds"], strict=True)
+        self.ratio = statistics.median(k / b for b, k in rounds)
+
+    @property
+    def schedule_hours(self) -> float:
+        """CPU-hours of Koch et al.'s longest schedule at the measured speed."""
+        steps = KOCH_PAIRS * KOCH_EPOCHS / self.record["pairs_per_step"]
+        return steps * self.koch_seconds / 3600
+
+    def provenance(self) -> str:
+        r = self.record
+        commit = (r.get("commit") or "unknown")[:7]
+        return (
+            f"`benchmarks/koch_siamese.py` on {r['date'][:10]} (commit {commit}): {r['machine']}, "
+            f"torch {r['torch']}, one thread, {r['rounds']} interleaved rounds, 1-minute load "
+            f"{r['load_1min']['before']:.1f} before"
+        )
+
+
+def load_koch(path: Path | None = None) -> KochCost:
+    """The stored Koch benchmark, its checksum verified (one-line errors, as :func:`load`)."""
+    path = Path(path) if path is not None else koch_path()
+    record = load_checked_json(path, KOCH_REMEDY)
+    if not isinstance(record, dict) or record.get("format") != KOCH_FORMAT:
+        raise ValueError(f"{path} is not a Koch benchmark of format {KOCH_FORMAT}; {KOCH_REMEDY}")
+    return KochCost(record)
