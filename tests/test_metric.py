@@ -404,3 +404,31 @@ def test_koch_network_has_the_papers_layers_and_size():
     h = net(torch.rand(3, 1, KochEmbedding.size, KochEmbedding.size))
     assert h.shape == (3, 4096) and bool(((h > 0) & (h < 1)).all())
     assert net.comparator.in_features == 4096 and net.comparator.out_features == 1
+
+
+def test_koch_network_reads_the_drawings_at_their_own_size():
+    """``model="siamese-koch"`` makes the task family read Omniglot at 105x105 (training tasks,
+    test tasks, Lake's runs); every other network reads 28x28."""
+    from learntolearn.fewshot.task_families import image_size
+
+    koch = experiment("omniglot/siamese-koch-lake", "paper")
+    assert koch.model == "siamese-koch" and image_size(koch) == KochEmbedding.size
+    assert image_size(experiment("omniglot/siamese-lake", "paper")) == 28
+    assert koch.with_(model="siamese", name="omniglot/siamese-lake") == experiment(
+        "omniglot/siamese-lake", "paper"
+    ).with_(iterations=koch.iterations, milestone_every=koch.milestone_every)
+
+
+@pytest.mark.slow
+def test_koch_siamese_trains_and_scores_lakes_runs_at_105_pixels(real_env, tmp_path, monkeypatch):
+    """The smoke run of Koch et al.'s network end to end: 105x105 background drawings, its
+    loss, Adam, and Lake's 400 trials read at 105x105 (the network has no batch norm, so both
+    modes agree)."""
+    from learntolearn.catalogue import run
+
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    result = run(experiment("omniglot/siamese-koch-lake", "smoke"), progress=False)
+    curves = {mode: result.curve(mode)["mean"][-1] for mode in ("transductive", "non-transductive")}
+    assert curves["transductive"] == curves["non-transductive"]
+    assert 0.0 <= curves["transductive"] <= 1.0
+    assert result.metrics["train"]["milestones"][-1]["iteration"] == 2

@@ -145,6 +145,22 @@ def test_synthetic_load_and_cache(synthetic: Path, monkeypatch: pytest.MonkeyPat
     assert not torch.equal(rebuilt.images[4:], data.images[4:])
 
 
+def test_synthetic_load_at_the_drawings_own_size(synthetic: Path) -> None:
+    """At 105 pixels (Koch et al.'s network) the drawings are read unresized, into a cache of
+    their own beside the 28x28 one, and the 28x28 images are LANCZOS reductions of them."""
+    small = om.load_omniglot(download=False)
+    big = om.load_omniglot(download=False, size=105)
+    assert big.images.shape == (6, 20, 105, 105) and big.characters == small.characters
+    cache = Path(os.environ["LEARNTOLEARN_CACHE"]) / "omniglot"
+    assert {p.name for p in cache.glob("*.pt")} == {"omniglot28-v1.pt", "omniglot105-v1.pt"}
+    from PIL import Image
+
+    reduced = Image.fromarray(big.images[0, 0].numpy()).resize((28, 28), Image.Resampling.LANCZOS)
+    assert np.array_equal(np.asarray(reduced), small.images[0, 0].numpy())
+    with pytest.raises(ValueError, match="28 or 105 pixels, not 64"):
+        om.load_omniglot(download=False, size=64)
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 @pytest.mark.parametrize("sums_updated", [True, False])
 def test_corrupt_zip(synthetic: Path, damage: str, sums_updated: bool) -> None:

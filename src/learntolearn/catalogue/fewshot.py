@@ -80,6 +80,14 @@ def _metric_budgets() -> dict[str, dict[str, dict[str, int]]]:
             "paper": {**_STOP, "milestone_every": 10_000},
         },
         "siamese": budget(1_000, 200, 5_000),
+        # Koch et al.'s network: a step costs 44x the book's (benchmarks/koch_siamese.py), and its
+        # checkpoint (parameters and Adam, about 620 MB) stays local, so a run must finish in one
+        # sitting: as many iterations as one holds (0.6M pairs of Koch et al.'s up to 30M)
+        "siamese-koch": {
+            "smoke": _METRIC_SMOKE,
+            "cpu": {"iterations": 2_400, "milestone_every": 400},
+            "paper": {"iterations": 2_400, "milestone_every": 400},
+        },
     }
 
 
@@ -413,6 +421,13 @@ def _metric_budget(method: str, n_way: int) -> str:
     return f"{method}-20way" if n_way == 20 and method in ("matching", "relation") else method
 
 
+def _siamese_koch_lake(profile: str) -> ExperimentConfig:
+    # Koch et al.'s own network (Sec. 3.1: 105x105 drawings, 38,951,745 parameters) on Lake's
+    # runs, trained as omniglot/siamese-lake is (Adam, affine distortions, 4 episodes of 8-way
+    # 1-shot per step), for the iterations one sitting holds
+    return _siamese_lake(profile).with_(name="omniglot/siamese-koch-lake", model="siamese-koch")
+
+
 def _siamese_lake(profile: str) -> ExperimentConfig:
     # Koch et al. (2015), Sec. 4.3: tested on Lake's 20 within-alphabet 20-way one-shot runs
     # (400 trials). Trained here on all 20 drawers of the 30 background alphabets (Koch et al.
@@ -471,6 +486,7 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
         for n, k in OMNIGLOT_SETTINGS
     },
     "omniglot/siamese-lake": ("siamese", _siamese_lake),
+    "omniglot/siamese-koch-lake": ("siamese-koch", _siamese_koch_lake),
     # Black-box methods on the book's test tasks, and Santoro et al.'s sequence protocol
     **{
         omniglot_name(m, n, k): (f"black-box-{n}w{k}s", _black_box(m, n, k))

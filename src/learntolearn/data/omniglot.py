@@ -54,6 +54,7 @@ from learntolearn.paths import cache_dir
 from learntolearn.tasks import TaskBatch
 
 __all__ = [
+    "SIZES",
     "DataError",
     "MissingDataError",
     "Omniglot",
@@ -83,6 +84,7 @@ _SPLIT_URL = (
 DRAWINGS = 20  # drawings per character
 _SOURCE_SIZE = (105, 105)
 _SIZE = 28
+SIZES = (28, 105)  # the book's (Vinyals et al.'s) size, and the drawings' own (Koch et al.)
 _MAX_MEMBER_BYTES = 1 << 20  # an Omniglot PNG is about 300 bytes; refuse anything huge
 _CACHE_FORMAT = "omniglot28-v1"
 _SPLIT_LINE = re.compile(r"([^/\s]+/character\d+)/rot(000|090|180|270)")
@@ -92,7 +94,7 @@ _DECODE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, SyntaxError
 
 @dataclass(frozen=True, eq=False)
 class Omniglot:
-    """All of Omniglot (Lake et al., 2015) at 28x28.
+    """All of Omniglot (Lake et al., 2015) at 28x28 (or 105x105, see :func:`load_omniglot`).
 
     ``images`` is uint8 ``[1623, 20, 28, 28]`` (white background); ``images[i]`` holds the 20
     drawings of ``characters[i]``, named ``"Alphabet/characterNN"`` and sorted.
@@ -126,15 +128,19 @@ def _index(zf: zipfile.ZipFile, path: Path, root: str, count: int) -> dict[str, 
     return members
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """One PNG -> uint8 [28, 28]: 8-bit grayscale first, then LANCZOS (anti-aliased)."""
+def decode_image(data: bytes, size: int = _SIZE) -> np.ndarray:
+    """One PNG -> uint8 [size, size]: 8-bit grayscale first, then LANCZOS (anti-aliased);
+    at 105 the drawing as it is (Koch et al. 2015 read it unresized)."""
     with Image.open(io.BytesIO(data)) as im:
         if im.size != _SOURCE_SIZE:
             raise ValueError(f"image is {im.size}, expected {_SOURCE_SIZE}")
-        return np.asarray(im.convert("L").resize((_SIZE, _SIZE), Image.Resampling.LANCZOS))
+        gray = im.convert("L")
+        if (size, size) == _SOURCE_SIZE:
+            return np.asarray(gray)
+        return np.asarray(gray.resize((size, size), Image.Resampling.LANCZOS))
 
 
-def _build(archives: dict[str, Path], download: bool) -> Omniglot:
+def _build(archives: dict[str, Path], download: bool, size: int = _SIZE) -> Omniglot:
     """Verify both archives in full and decode every image, without extracting anything."""
     with contextlib.ExitStack() as stack:
         where: dict[str, tuple[zipfile.ZipFile, Path, list[str]]] = {}
@@ -152,14 +158,14 @@ def _build(archives: dict[str, Path], download: bool) -> Omniglot:
                     f"archives, e.g. {sorted(missing)[0]}. {REMEDY}"
                 )
         characters = sorted(where)
-        images = np.empty((len(characters), DRAWINGS, _SIZE, _SIZE), dtype=np.uint8)
+        images = np.empty((len(characters), DRAWINGS, size, size), dtype=np.uint8)
         bar = tqdm(total=images.shape[0] * DRAWINGS, desc="omniglot: decoding", unit="img")
         with bar:
             for i, character in enumerate(characters):
                 zf, path, names = where[character]
                 for j, name in enumerate(names):
                     try:
-                        images[i, j] = decode_image(zf.read(name))  # zf.read checks the CRC
+                        images[i, j] = decode_image(zf.read(name), size)  # read checks the CRC
                     except (*_DECODE_ERRORS, Image.DecompressionBombError) as err:
                         raise DataError(
                             f"{path}: member {name} is damaged ({type(err).__name__}: {err}). "
@@ -169,7 +175,7 @@ def _build(archives: dict[str, Path], download: bool) -> Omniglot:
     return Omniglot(torch.from_numpy(images), characters)
 
 
-def _load_cache(path: Path, sources: dict[str, str]) -> Omniglot | None:
+def _load_cache(path: Path, sources: dict[str, str], size: int = _SIZE) -> Omniglot | None:
     """The cached tensor if it is intact and was built from exactly these sources."""
     if not path.is_file():
         return None
@@ -180,20 +186,25 @@ def _load_cache(path: Path, sources: dict[str, str]) -> Omniglot | None:
         return None
     if not (
         isinstance(obj, dict)
-        and obj.get("format") == _CACHE_FORMAT
+        and obj.get("format") == _cache_format(size)
         and obj.get("sources") == sources
         and isinstance(obj.get("images"), Tensor)
         and isinstance(obj.get("characters"), list)
     ):
         return None
     images, characters = obj["images"], obj["characters"]
-    if images.dtype != torch.uint8 or images.shape != (len(characters), DRAWINGS, _SIZE, _SIZE):
+    if images.dtype != torch.uint8 or images.shape != (len(characters), DRAWINGS, size, size):
         return None
     return Omniglot(images, characters)
 
 
-def load_omniglot(*, download: bool = True) -> Omniglot:
-    """Load all of Omniglot (Lake et al., 2015) as uint8 ``[1623, 20, 28, 28]``.
+def _cache_format(size: int) -> str:
+    return _CACHE_FORMAT if size == _SIZE else f"omniglot{size}-v1"
+
+
+def load_omniglot(*, download: bool = True, size: int = _SIZE) -> Omniglot:
+    """Load all of Omniglot (Lake et al., 2015) as uint8 ``[1623, 20, 28, 28]`` (``size`` 105:
+    the drawings unresized, ``[1623, 20, 105, 105]``, cached separately).
 
     The zips and the Vinyals et al. (2016) split files are searched in
     ``data_dir()/omniglot`` (``LEARNTOLEARN_DATA``), then ``cache_dir()/omniglot``; with
@@ -204,17 +215,21 @@ def load_omniglot(*, download: bool = True) -> Omniglot:
     Raises :class:`MissingDataError` when a file is absent and not downloaded, and
     :class:`DataError` when a file fails verification.
     """
+    if size not in SIZES:
+        raise ValueError(
+            f"Omniglot is decoded at {' or '.join(map(str, SIZES))} pixels, not {size}"
+        )
     archives: dict[str, Path] = {}
     sources: dict[str, str] = {}
     for root, (md5, _) in _ARCHIVES.items():
         path = locate("omniglot", f"{root}.zip", _ZIP_URL.format(name=root), md5, download)
         archives[root] = path
         sources[path.name] = check_digest(path, md5, allow_repacked=True)
-    cache = cache_dir() / "omniglot" / f"{_CACHE_FORMAT}.pt"
-    data = _load_cache(cache, sources)
+    cache = cache_dir() / "omniglot" / f"{_cache_format(size)}.pt"
+    data = _load_cache(cache, sources, size)
     if data is None:
-        data = _build(archives, download)
-        payload = {"format": _CACHE_FORMAT, "sources": sources}
+        data = _build(archives, download, size)
+        payload = {"format": _cache_format(size), "sources": sources}
         save_tensors(cache, {**payload, "images": data.images, "characters": data.characters})
     return data
 

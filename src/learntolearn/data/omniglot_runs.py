@@ -53,7 +53,7 @@ def _locate(download: bool) -> Path:
     return path
 
 
-def _read_run(zf: zipfile.ZipFile, path: Path, run: str) -> _Runs:
+def _read_run(zf: zipfile.ZipFile, path: Path, run: str, size: int = 28) -> _Runs:
     """One run's support images, query images and query labels, after checking that its
     ``class_labels.txt`` names each of its 20 test items once."""
     lines = zf.read(f"{run}/class_labels.txt").decode().split("\n")
@@ -64,15 +64,17 @@ def _read_run(zf: zipfile.ZipFile, path: Path, run: str) -> _Runs:
     pairs.sort(key=lambda m: m[2])
     if [int(m[2]) for m in pairs] != list(range(1, _WAY + 1)):
         raise DataError(f"{path}: {run}/class_labels.txt does not name item01..20. {REMEDY}")
-    support = [decode_image(zf.read(f"{run}/training/class{c:02d}.png")) for c in range(1, 21)]
-    query = [decode_image(zf.read(f"{run}/test/item{m[2]}.png")) for m in pairs]
+    support = [
+        decode_image(zf.read(f"{run}/training/class{c:02d}.png"), size) for c in range(1, 21)
+    ]
+    query = [decode_image(zf.read(f"{run}/test/item{m[2]}.png"), size) for m in pairs]
     labels = np.array([int(m[4]) - 1 for m in pairs], dtype=np.int64)
     if sorted(labels.tolist()) != list(range(_WAY)):
         raise DataError(f"{path}: {run}'s test items do not match each class once. {REMEDY}")
     return np.stack(support), np.stack(query), labels
 
 
-def _read(path: Path) -> _Runs:
+def _read(path: Path, size: int = 28) -> _Runs:
     """Support images, query images and query labels of the 20 runs, read from the archive
     after checking its member names and every run's ``class_labels.txt``."""
     with open_archive(path) as zf:
@@ -80,7 +82,7 @@ def _read(path: Path) -> _Runs:
         if bad:
             raise DataError(f"refusing {path}: member {bad[0]!r} is unsafe. {REMEDY}")
         try:
-            runs = [_read_run(zf, path, f"run{r + 1:02d}") for r in range(RUNS)]
+            runs = [_read_run(zf, path, f"run{r + 1:02d}", size) for r in range(RUNS)]
         except (KeyError, zipfile.BadZipFile, OSError, ValueError) as err:
             raise DataError(f"{path} is damaged or incomplete ({err}). {REMEDY}") from err
     support, query, labels = (np.stack(parts) for parts in zip(*runs, strict=True))
@@ -100,13 +102,13 @@ def check_lake_runs(*, download: bool = True) -> Path:
     return path
 
 
-def lake_runs(*, download: bool = True) -> TaskBatch:
+def lake_runs(*, download: bool = True, size: int = 28) -> TaskBatch:
     """The 20 runs as one batch of 20 tasks: ``x_support [20, 20, 1, 28, 28]`` (run r's
     training images, ``class01`` .. ``class20`` as labels 0..19), ``x_query [20, 20, 1, 28, 28]``
     (its test items in order) with ``y_query`` the label of the matching training image, from
     the run's ``class_labels.txt``. Float32 in [0, 1], white background. Checked as
-    :func:`check_lake_runs` says."""
-    support, query, labels = _read(_locate(download))
+    :func:`check_lake_runs` says. ``size`` 105: the drawings unresized (Koch et al.)."""
+    support, query, labels = _read(_locate(download), size)
 
     def images(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).float().div_(255).unsqueeze(2)

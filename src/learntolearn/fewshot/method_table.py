@@ -310,7 +310,7 @@ METHODS: dict[str, MethodEntry] = {
         families=("omniglot", "omniglot-lake"),
         build=lambda c, o: Siamese(o),
         allows=dict((TRAIN_WAY, AUGMENT)),
-        models=("siamese",),
+        models=("siamese", "siamese-koch"),
     ),
 }
 

@@ -114,6 +114,19 @@ OMNIGLOT_NETWORKS: dict[str, Callable[[ExperimentConfig], nn.Module]] = {
 }
 
 
+# The networks that read Omniglot at its drawings' own 105x105 pixels (the rest read 28x28).
+IMAGE_SIZES = {"siamese-koch": 105}
+
+
+def image_size(c: ExperimentConfig) -> int:
+    """The height and width of the Omniglot images ``c``'s network reads."""
+    return IMAGE_SIZES.get(c.model or "", 28)
+
+
+def _omniglot_at(size: int) -> Callable[[], object]:
+    return functools.partial(load_omniglot, size=size)
+
+
 def _classification_check(c: ExperimentConfig) -> str | None:
     if not (_whole(c.n_way) and c.n_way >= 2):
         return f"n_way must be an integer >= 2, got {c.n_way!r}"
@@ -203,7 +216,12 @@ def _omniglot_train(split: str) -> Callable[[ExperimentConfig, torch.device], Ta
         way = c.train_way or c.n_way
         assert way is not None
         tasks = OmniglotTasks(
-            load_omniglot(), split, n_way=way, k_shot=c.k_shot, k_query=c.k_query, device=device
+            load_omniglot(size=image_size(c)),
+            split,
+            n_way=way,
+            k_shot=c.k_shot,
+            k_query=c.k_query,
+            device=device,
         )
         return AffineDistortions(tasks) if c.augment == "affine" else tasks
 
@@ -233,20 +251,22 @@ def _classification_tests(
 
 
 def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
-    return _classification_tests(c, fixed_omniglot, load_omniglot)
+    return _classification_tests(c, fixed_omniglot, _omniglot_at(image_size(c)))
 
 
 def _omniglot_validation(c: ExperimentConfig) -> list[TestSet]:
     """Tasks of the validation characters of the Vinyals split (never the test characters),
     drawn like the test tasks but from their own seed, for stopping rules."""
     val = functools.partial(fixed_omniglot, split="val")
-    return _classification_tests(c.with_(eval_seed=c.eval_seed + 1), val, load_omniglot)
+    size = image_size(c)
+    return _classification_tests(c.with_(eval_seed=c.eval_seed + 1), val, _omniglot_at(size))
 
 
 def _lake_tests(c: ExperimentConfig) -> list[TestSet]:
     """Lake's 20 one-shot runs (20-way, one query per class: 400 trials); they are fixed, so
     ``eval_tasks``, ``eval_query`` and ``eval_seed`` do not apply."""
-    return [TestSet(1, c.eval_lrs[0], lambda: [lake_runs()], {m: m for m in MODES})]
+    size = image_size(c)
+    return [TestSet(1, c.eval_lrs[0], lambda: [lake_runs(size=size)], {m: m for m in MODES})]
 
 
 def _miniimagenet_split(split: str) -> MiniImagenet:

@@ -180,8 +180,8 @@ class KochEmbedding(nn.Module):
 
 def koch_siamese() -> MetricNet:
     """Koch et al.'s Siamese network (Sec. 3.1): :class:`KochEmbedding` and the weighted L1
-    comparator σ(Σ_j α_j |h₁ʲ − h₂ʲ| + b). Not in :data:`METRIC_NETWORKS`: it needs 105x105
-    images (``benchmarks/koch_siamese.py`` measures what a step costs here)."""
+    comparator σ(Σ_j α_j |h₁ʲ − h₂ʲ| + b), on 105x105 images (``model="siamese-koch"``;
+    ``benchmarks/koch_siamese.py`` measures what a step costs here)."""
     embedding = KochEmbedding()
     return MetricNet(embedding, nn.Linear(embedding.features, 1))
 
@@ -204,7 +204,9 @@ def _full_context() -> nn.Module:
 METRIC_NETWORKS: dict[str, Callable[[], nn.Module]] = {
     "embedding": conv4,  # Prototypical and Matching networks
     "siamese": _siamese,
+    "siamese-koch": koch_siamese,  # 105x105 images (fewshot.task_families.IMAGE_SIZES)
     "fce": _full_context,
     "relation": lambda: MetricNet(RelationEncoder(), RelationModule()),
 }
-"""The metric-based methods' networks for 28x28 Omniglot images, by ``config.model``."""
+"""The metric-based methods' networks by ``config.model``: 28x28 Omniglot images, except Koch
+et al.'s Siamese network, which reads the 105x105 drawings."""
