@@ -103,7 +103,7 @@ _SLOW = {
     "reference, is not run either)",
     "reptile": "about 50 min of evaluation (50 Adam steps on 100 images for each of 600 tasks)",
 }
-# Koch et al.'s network: seconds a step and a 620 MB checkpoint that stays local
+# Koch et al.'s network: seconds a step and a 446 MiB checkpoint that stays local
 _KOCH = {
     "omniglot/siamese-koch-lake": "Koch et al.'s network costs 44 times the book's Siamese "
     "network per step on one CPU thread (benchmarks/koch_siamese.py) and its checkpoint stays "

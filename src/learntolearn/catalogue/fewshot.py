@@ -80,9 +80,10 @@ def _metric_budgets() -> dict[str, dict[str, dict[str, int]]]:
             "paper": {**_STOP, "milestone_every": 10_000},
         },
         "siamese": budget(1_000, 200, 5_000),
-        # Koch et al.'s network: a step costs 44x the book's (benchmarks/koch_siamese.py), and its
-        # checkpoint (parameters and Adam, about 620 MB) stays local, so a run must finish in one
-        # sitting: as many iterations as one holds (0.6M pairs of Koch et al.'s up to 30M)
+        # Koch et al.'s network: a step costs 44x the book's (benchmarks/koch_siamese.py), and
+        # its checkpoint (parameters and Adam's moments, about 446 MiB) stays local, so a run
+        # must finish in one sitting: as many iterations as one holds (0.6M pairs of Koch et
+        # al.'s up to 30M)
         "siamese-koch": {
             "smoke": _METRIC_SMOKE,
             "cpu": {"iterations": 2_400, "milestone_every": 400},
