@@ -39,7 +39,14 @@ from learntolearn.io import save_checked_json
 from learntolearn.methods.siamese import Siamese
 from learntolearn.models.metric_networks import KochEmbedding, koch_siamese
 from learntolearn.objective import Objective, init_params
-from learntolearn.reporting.costs import KOCH_EPOCHS, KOCH_FORMAT, KOCH_PAIRS, koch_path, load_koch
+from learntolearn.reporting.costs import (
+    KOCH_EPOCHS,
+    KOCH_FORMAT,
+    KOCH_PAIRS,
+    KochCost,
+    koch_path,
+    load_koch,
+)
 from learntolearn.tasks import TaskBatch
 
 
@@ -114,11 +121,7 @@ def main() -> None:
     }
     if args.save:
         save_checked_json(koch_path(), record)
-        result = load_koch()
-    else:
-        from learntolearn.reporting.costs import KochCost
-
-        result = KochCost(record)
+    result = load_koch() if args.save else KochCost(record)  # stored: read back verified
     print(result.provenance())
     print("| network | parameters | s per step (median) | ratio |")
     print("|---|---|---|---|")
