@@ -140,3 +140,33 @@ def test_the_koch_benchmark_is_stored_checked_and_read(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("4.0", "5.0"))
     with pytest.raises(ValueError, match="does not match its checksum"):
         load_koch(path)
+
+
+def test_a_run_no_stored_run_measures_is_planned_from_the_benchmarks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``plan`` gives a run with no cost of its own (Koch's network: no cpu or smoke run) the
+    benchmark's seconds per iteration when passed :func:`costs.step_estimate`, and none
+    without it; a run the benchmark did not time stays unknown."""
+    from learntolearn.catalogue.plan import plan
+    from learntolearn.io import save_checked_json
+
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    koch = {
+        "book": {"parameters": 1, "seconds": [0.1]},
+        "koch": {"parameters": 9, "seconds": [2.0]},
+    }
+    save_checked_json(tmp_path / "koch-siamese.json", {"format": 1, **koch})
+    save_checked_json(tmp_path / "method-costs.json", record({("maml", "5w1s"): [0.5, 0.4, 0.6]}))
+    monkeypatch.setattr(costs, "default_path", lambda: tmp_path / "method-costs.json")
+    names = ["omniglot/siamese-koch-lake", "omniglot/maml-5w1s", "omniglot/relation-5w1s"]
+    bare, _ = plan(names, "paper", "cpu")
+    assert [s.seconds for s in bare] == [None, None, None]
+    steps, _ = plan(names, "paper", "cpu", fallback=costs.step_estimate)
+    koch_run, maml, relation = steps
+    assert koch_run.seconds == pytest.approx(2.0 * koch_run.total)
+    assert "koch_siamese" in koch_run.basis
+    assert maml.seconds == pytest.approx(0.5 * maml.total)
+    assert relation.seconds is None
+    gpu, _ = plan(names, "paper", "cuda", fallback=costs.step_estimate)
+    assert [s.seconds for s in gpu] == [None, None, None]  # the benchmarks timed a CPU

@@ -38,6 +38,7 @@ from learntolearn.io import load_json
 from learntolearn.learned_optimizers.config import OptimizerConfig
 from learntolearn.learned_optimizers.runs import FOLDER, OptimizerResult, OptimizerStore
 from learntolearn.paths import results_dir
+from learntolearn.reporting.costs import step_estimate
 from learntolearn.reporting.tables import fmt_step
 from learntolearn.search.space import SearchConfig
 
@@ -261,7 +262,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         todo = [n for n in todo if n in args.only]
     deadline = deadline_after(args.budget)
     dev = resolve_device(args.device)
-    steps, stored = plan(todo, args.profile, dev.type)
+    steps, stored = plan(todo, args.profile, dev.type, fallback=step_estimate)
     if not steps:
         print(f"nothing to do: the {stored} experiments at profile {args.profile} are stored")
         return 0
@@ -313,7 +314,7 @@ def _cmd_campaign(args: argparse.Namespace) -> int:
     chapters = args.chapter or list(CHAPTERS)
     todo = list(dict.fromkeys(n for c in chapters for n in chapter_experiments(c, args.profile)))
     dev = resolve_device(args.device)
-    steps, stored = plan(todo, args.profile, dev.type)
+    steps, stored = plan(todo, args.profile, dev.type, fallback=step_estimate)
     queue = jobs(steps)
     if not queue:
         print(f"nothing to do: the {stored} experiments at profile {args.profile} are stored")

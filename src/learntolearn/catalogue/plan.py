@@ -13,6 +13,7 @@ completes in one sitting (the plan says so, and the campaign skips it otherwise)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -120,9 +121,17 @@ def _checkpointed(cfg: ExperimentConfig) -> int:
     return checkpoint_iteration(path if found else legacy)
 
 
-def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
+Fallback = Callable[[str, ExperimentConfig], tuple[float, str] | None]
+
+
+def plan(
+    todo: list[str], profile: str, kind: str, fallback: Fallback | None = None
+) -> tuple[list[Step], int]:
     """The experiments of ``todo`` at ``profile`` missing from their store, with estimates on a
-    ``kind`` device, and how many are stored already."""
+    ``kind`` device, and how many are stored already. A run that no stored run measures takes
+    its seconds per iteration from ``fallback(name, config)`` where that knows them on a CPU
+    (the CLI passes :func:`learntolearn.reporting.costs.step_estimate`, the stored benchmarks:
+    the catalogue cannot import the reporting layer)."""
     configs = {n: experiment(n, profile) for n in todo}
     roots = dict.fromkeys(
         [results_dir(p) for p in (profile, *PROFILES)] + [results_dir(scratch=True)]
@@ -150,6 +159,8 @@ def plan(todo: list[str], profile: str, kind: str) -> tuple[list[Step], int]:
         scheduled[cfg.training_key] = name
         done = min(_checkpointed(cfg), cfg.iterations)
         per_iteration, basis = _measured(cfg, fewshot, kind)
+        if fallback is not None and per_iteration is None and kind == "cpu":
+            per_iteration, basis = fallback(name, cfg) or (None, basis)
         record = store.progress(cfg)
         if record and record.get("sittings") and done:  # this run's own sittings so far
             last = record["sittings"][-1]

@@ -16,6 +16,7 @@ the saved-tensor bytes, and captioned :class:`~learntolearn.reporting.tables.Tab
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,8 +38,10 @@ __all__ = [
     "koch_path",
     "load",
     "load_koch",
+    "method_setting",
     "save",
     "setting_label",
+    "step_estimate",
     "summary_table",
 ]
 
@@ -302,3 +305,31 @@ def load_koch(path: Path | None = None) -> KochCost:
     if not isinstance(record, dict) or record.get("format") != KOCH_FORMAT:
         raise ValueError(f"{path} is not a Koch benchmark of format {KOCH_FORMAT}; {KOCH_REMEDY}")
     return KochCost(record)
+
+
+def method_setting(name: str) -> tuple[str, str] | None:
+    """``omniglot/maml-5w1s`` as ``("maml", "5w1s")``: the benchmark's key of a catalogue
+    experiment (None for one it has no key for)."""
+    found = re.fullmatch(r"omniglot/(.+)-(\d+w\d+s)", name)
+    return None if found is None else (found[1], found[2])
+
+
+def step_estimate(name: str, config: Any) -> tuple[float, str] | None:
+    """Seconds per training iteration of experiment ``name`` (``config``) on this CPU by the
+    stored benchmarks, and what the number is, for a run with no cost of its own yet: Koch et
+    al.'s network from :func:`load_koch` (timed on the very step its runs take), any other
+    Omniglot run from the method-cost benchmark (:func:`load`). None where neither measured it
+    or no benchmark is stored. :func:`learntolearn.catalogue.plan.plan` takes it as its
+    ``fallback``."""
+    try:
+        if getattr(config, "model", None) == "siamese-koch":
+            koch = load_koch()
+            return koch.koch_seconds, f"{koch.koch_seconds:.3g} s/it: benchmarks/koch_siamese.py"
+        key = method_setting(name)
+        costs = load()
+    except (FileNotFoundError, ValueError):
+        return None
+    if key is None or key not in costs:
+        return None
+    seconds = costs[key].median
+    return seconds, f"{seconds:.3g} s/it: benchmarks/method_costs.py ({key[0]}, {key[1]})"

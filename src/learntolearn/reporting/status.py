@@ -16,9 +16,9 @@ batch-norm mode, the best evidence the store has:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from learntolearn.experiments.clock import duration
 from learntolearn.fewshot.store import Result
@@ -129,24 +129,20 @@ def _has_rule(config: object) -> bool:
     return getattr(config, "stop_every", None) is not None
 
 
-def _benchmark_estimate(name: str, iterations: int) -> str:
+def _benchmark_estimate(name: str, config: Any) -> str:
     """What the stored benchmark of every method's step (:mod:`.costs`) says a run that has no
     cost of its own would take at the paper protocol, or why it cannot say."""
-    from learntolearn.reporting.costs import load
+    from learntolearn.reporting.costs import load, method_setting, step_estimate
 
-    found = re.fullmatch(r"omniglot/(.+)-(\d+w\d+s)", name)
-    costs = load()
-    if found is None:
-        return "no measured cost to estimate it"
-    method, setting = found.groups()
-    if (method, setting) in costs:
-        seconds = costs[method, setting].median * iterations
+    found = step_estimate(name, config)
+    if found is not None:
+        seconds = found[0] * config.iterations
         return f"~ {duration(seconds)} of CPU at the paper protocol (the benchmark's step time)"
-    left = [
-        x["reason"]
-        for x in costs.record.get("left_out", [])
-        if (x["method"], x["setting"]) == (method, setting)
-    ]
+    key = method_setting(name)
+    if key is None:
+        return "no measured cost to estimate it"
+    left_out = load().record.get("left_out", [])
+    left = [x["reason"] for x in left_out if (x["method"], x["setting"]) == key]
     return f"the benchmark left its step out ({left[0]})" if left else "no measured cost"
 
 
@@ -185,7 +181,7 @@ def omniglot_status(short_profile: str = "cpu") -> list[Status]:
         cost = (
             f"evaluated from {s.twin}"
             if not s.trains
-            else _benchmark_estimate(s.name, s.config.iterations)
+            else _benchmark_estimate(s.name, s.config)
             if s.seconds is None
             else f"~ {duration(s.seconds)} of CPU at the paper protocol"
             + (", at most: it stops on a validation plateau" if _has_rule(s.config) else "")
