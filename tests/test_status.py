@@ -78,3 +78,20 @@ def test_a_finished_run_outside_the_interval_says_on_which_side():
     }
     detail = {s.name: s.detail for s in found}
     assert detail["up"].endswith("+0.6 points)") and detail["down"].endswith("-0.7 points)")
+
+
+def test_a_runs_accuracy_is_its_final_evaluation_else_its_last_milestone():
+    cfg = experiment("omniglot/maml-5w1s", "paper")
+    ms = [
+        {"iteration": 0, "transductive/1": 0.2, "transductive/1/ci95": 0.01},
+        {"iteration": 2_000, "transductive/1": 0.9, "transductive/1/ci95": 0.02},
+        {"iteration": 4_000, "non-transductive/1": 0.8, "non-transductive/1/ci95": 0.03},
+    ]
+    running = ProgressRun("m", cfg, 4_000, ms)
+    assert running.accuracy("transductive") == (0.9, 0.02, 2_000)
+    assert running.accuracy_cell("transductive") == "90.0 ± 2.0 (it. 2,000)"
+    assert running.accuracy_cell("non-transductive", shots=5) == "—"  # no such milestone
+    assert ProgressRun("m", cfg, 0, ms[:1]).accuracy_cell("transductive") == "20.0 ± 1.0 (it. 0)"
+    done = ProgressRun("m", cfg, 60_000, ms, finished=True, result=Stored(0.981, cfg))  # type: ignore[arg-type]
+    assert done.accuracy("transductive") == (0.981, 0.004, None)
+    assert done.accuracy_cell("non-transductive") == "98.1 ± 0.4"

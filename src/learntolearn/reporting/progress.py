@@ -11,6 +11,7 @@ next to the paper's number.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,26 @@ class ProgressRun:
             if key in m and m[key] is not None:
                 return int(m["iteration"]), float(m[key]), float(m[f"{key}/ci95"])
         return None
+
+    def accuracy(self, mode: str, shots: int | None = None) -> tuple[float, float, int | None]:
+        """(mean, 95% CI half-width, iteration) of the run's test accuracy in ``mode`` (a
+        fraction): the final evaluation at its reported step once the run is finished
+        (iteration None), else its last milestone at ``shots`` (default: the first evaluated
+        number of shots) and the iteration it was made at; NaNs where there is neither."""
+        if self.result is not None:
+            curve, step = self.result.curve(mode), self.result.reported_step
+            return float(curve["mean"][step]), float(curve["ci95"][step]), None
+        last = self.latest(f"{mode}/{shots or self.config.eval_shots[0]}")
+        return (math.nan, math.nan, None) if last is None else (last[1], last[2], last[0])
+
+    def accuracy_cell(self, mode: str, shots: int | None = None) -> str:
+        """:meth:`accuracy` as a table prints it: ``98.0 ± 0.6`` in percent, ``(it. 30,000)``
+        after a milestone's, ``—`` where the run has neither."""
+        mean, half, iteration = self.accuracy(mode, shots)
+        if math.isnan(mean):
+            return "—"
+        at = "" if iteration is None else f" (it. {iteration:,})"
+        return fmt_ci(100 * mean, 100 * half, 1) + at
 
 
 def progress_runs(names: Sequence[str], profile: str = "paper") -> dict[str, ProgressRun]:
