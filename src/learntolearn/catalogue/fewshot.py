@@ -556,6 +556,15 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
         "matching",
         _variant("omniglot/matching-5w1s-scale10", _metric("matching", 5, 1), attention_scale=10.0),
     ),
+    # The paper-profile run with Adam's step halved every 2,000 episodes, as Snell et al. and
+    # most public Matching-network code train: is the 5-way 1-shot gap the constant step size?
+    # (chapter 6, issue 22; a paper-profile question: at 500 episodes nothing would halve)
+    "omniglot/matching-5w1s-halve": (
+        "matching",
+        _variant(
+            "omniglot/matching-5w1s-halve", _metric("matching", 5, 1), meta_lr_halve_every=2_000
+        ),
+    ),
     "omniglot/matching-5w1s-fce": (
         "matching",
         _variant(
