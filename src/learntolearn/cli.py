@@ -507,8 +507,9 @@ def _parser() -> argparse.ArgumentParser:
         "print the plan, then train every experiment of the chapters that is missing",
         f"{PROFILE_HELP} (default: paper)",
         epilog="The plan lists each missing experiment, its iterations and an estimated time "
-        "(from a stored run of the same experiment at another profile, else unknown). The "
-        "paper profile on a CPU trains only with --allow-cpu.",
+        "(from a stored run of the same experiment at another profile, else, on a CPU, from "
+        "the stored benchmarks in results/benchmarks/, else unknown). The paper profile on a "
+        "CPU trains only with --allow-cpu.",
     )
     p.add_argument(
         "--chapter",
