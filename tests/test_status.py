@@ -20,7 +20,7 @@ class Stored:
     reported_step: int = 0
     metrics: dict = field(default_factory=lambda: {"train": {}})
 
-    def curve(self, mode: str) -> dict:
+    def curve(self, mode: str, shots: int | None = None) -> dict:
         return {"mean": [self.accuracy], "ci95": [0.004]}
 
 
@@ -95,3 +95,12 @@ def test_a_runs_accuracy_is_its_final_evaluation_else_its_last_milestone():
     done = ProgressRun("m", cfg, 60_000, ms, finished=True, result=Stored(0.981, cfg))  # type: ignore[arg-type]
     assert done.accuracy("transductive") == (0.981, 0.004, None)
     assert done.accuracy_cell("non-transductive") == "98.1 ± 0.4"
+
+
+def test_a_run_its_stopping_rule_ended_reports_where_it_ended():
+    cfg = experiment("omniglot/relation-5w1s", "paper")
+    rule = {"ended_at": 84_000, "best_iteration": 59_000, "reason": "validation plateau"}
+    stored = Stored(0.99, cfg, metrics={"train": {"stopping": rule}})
+    run = ProgressRun("r", cfg, cfg.iterations, finished=True, result=stored)  # type: ignore[arg-type]
+    assert run.done == 84_000 and "stopped at 84,000 of 1,000,000" in run.status
+    assert ProgressRun("r", cfg, 5_000).done == 5_000  # in progress: its checkpoint's iteration

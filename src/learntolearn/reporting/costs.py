@@ -318,9 +318,12 @@ def step_estimate(name: str, config: Any) -> tuple[float, str] | None:
     """Seconds per training iteration of experiment ``name`` (``config``) on this CPU by the
     stored benchmarks, and what the number is, for a run with no cost of its own yet: Koch et
     al.'s network from :func:`load_koch` (timed on the very step its runs take), any other
-    Omniglot run from the method-cost benchmark (:func:`load`). None where neither measured it
-    or no benchmark is stored. :func:`learntolearn.catalogue.plan.plan` takes it as its
-    ``fallback``."""
+    Omniglot run from the method-cost benchmark (:func:`load`). None where neither measured it,
+    no benchmark is stored, or ``config`` is not at the paper profile the benchmarks time
+    (another profile's meta-batch and episodes cost otherwise).
+    :func:`learntolearn.catalogue.plan.plan` takes it as its ``fallback``."""
+    if getattr(config, "profile", None) != "paper":  # the benchmarks time paper-profile steps
+        return None
     try:
         if getattr(config, "model", None) == "siamese-koch":
             koch = load_koch()

@@ -68,6 +68,13 @@ class ProgressRun:
         return f"{self.iteration:,} of {self.config.iterations:,} iterations"
 
     @property
+    def done(self) -> int:
+        """Iterations trained: where its stopping rule ended a finished run, else
+        ``iteration``."""
+        rule = self.stopping
+        return int(rule["ended_at"]) if rule is not None else self.iteration
+
+    @property
     def wall_time_s(self) -> float:
         return max((float(s.get("total_wall_time_s", 0.0)) for s in self.sittings), default=0.0)
 
@@ -84,7 +91,7 @@ class ProgressRun:
         (iteration None), else its last milestone at ``shots`` (default: the first evaluated
         number of shots) and the iteration it was made at; NaNs where there is neither."""
         if self.result is not None:
-            curve, step = self.result.curve(mode), self.result.reported_step
+            curve, step = self.result.curve(mode, shots), self.result.reported_step
             return float(curve["mean"][step]), float(curve["ci95"][step]), None
         last = self.latest(f"{mode}/{shots or self.config.eval_shots[0]}")
         return (math.nan, math.nan, None) if last is None else (last[1], last[2], last[0])
