@@ -68,19 +68,14 @@ def _metric_budgets() -> dict[str, dict[str, dict[str, int]]]:
             "paper": {"milestone_every": paper_every},
         }
 
+    # Prototypical networks where they train on the validation characters too (the training
+    # pool): no validation characters left to stop on
+    pool = {**budget(1_000, 200, 2_000, train_way=20), "smoke": {**_METRIC_SMOKE, "train_way": 5}}
     return {
         # the paper profile keeps the best of its validation scores and stops on their
         # plateau, as Snell et al. select on validation (the rule: _PROTONET_STOP)
-        "protonet": {
-            **budget(1_000, 200, 2_000, train_way=20),
-            "smoke": {**_METRIC_SMOKE, "train_way": 5},
-            "paper": {"milestone_every": 2_000, **_PROTONET_STOP},
-        },
-        # ... except where it trains on the validation characters too (the training pool)
-        "protonet-pool": {
-            **budget(1_000, 200, 2_000, train_way=20),
-            "smoke": {**_METRIC_SMOKE, "train_way": 5},
-        },
+        "protonet": {**pool, "paper": {"milestone_every": 2_000, **_PROTONET_STOP}},
+        "protonet-pool": pool,
         # (at the paper profile with the same stopping rule as the run it ablates)
         "metric-ablation": {
             **budget(1_000, 200, 2_000),
