@@ -89,6 +89,7 @@ def build(name: str, transductive: bool = True) -> tuple[MetricLearner, dict, Ta
 GRADIENT_CASES = [
     *((name, True) for name in METHODS),
     ("prototypical", False),
+    ("matching", False),
     ("relation", False),
 ]
 
@@ -373,11 +374,36 @@ def test_train_way_makes_n_way_an_evaluation_field():
         ("siamese", {"augment": "flip"}, "augment must be 'affine'"),
         ("protonet", {"read_steps": 3}, "read_steps do(es) not apply to 'protonet'"),
         ("maml", {"model": "embedding"}, "method 'maml' takes model None or conv"),
+        ("matching", {"train_bn_mode": "support"}, "train_bn_mode must be 'non-transductive'"),
+        ("maml", {"train_bn_mode": "non-transductive"}, "train_bn_mode do(es) not apply to 'maml'"),
     ],
 )
 def test_bad_metric_configs_are_refused_with_the_field_named(name, changes, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         experiment(f"omniglot/{name}-5w1s", "cpu").with_(**changes)
+
+
+@pytest.mark.usefixtures("real_env")
+def test_training_in_the_compared_mode_normalises_queries_with_the_support_statistics():
+    from learntolearn.fewshot.runs import build as build_setup
+
+    base = experiment("omniglot/matching-5w1s", "paper")
+    compared = experiment("omniglot/matching-5w1s-nontransductive", "paper")
+    assert compared.train_bn_mode == "non-transductive" and compared.key != base.key
+    assert compared.with_(train_bn_mode=None, name=base.name) == base  # nothing else differs
+    for config, transductive in ((base, True), (compared, False)):
+        setup = build_setup(config, torch.device("cpu"))
+        assert setup.objective.transductive is transductive
+        assert setup.method.mode == ("transductive" if transductive else "non-transductive")
+    # what it trains on: a query's scores ignore the other queries (here the last one changed)
+    method, params, batch = build("matching", transductive=False)
+    x_query = batch.x_query.clone()
+    x_query[:, -1] = 1 - x_query[:, -1]
+    moved = TaskBatch(batch.x_support, batch.y_support, x_query, batch.y_query)
+    with torch.no_grad():
+        for mode, ignores in ((method.mode, True), ("transductive", False)):
+            before, after = (method.scores(params, b, mode)[:, :-1] for b in (batch, moved))
+            assert torch.allclose(before, after) is ignores
 
 
 def test_matching_needs_fce_model_and_read_steps_together():

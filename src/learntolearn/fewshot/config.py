@@ -88,6 +88,10 @@ class ExperimentConfig(Spec):
     attention_scale: float | None = None  # Matching: the temperature of its softmax (1 unset)
     meta_lr_halve_every: int | None = None
     augment: str | None = None
+    # batch norm while training (metric-based methods): "non-transductive" normalises each
+    # query with its task's support-set statistics, the mode the papers are compared in (unset:
+    # transductive, each set by its own statistics, as the Prototypical and Relation code)
+    train_bn_mode: str | None = None
     # MAML: compare the exact and first-order meta-gradients every N iterations
     # (analysis/meta_gradients.py)
     monitor_every: int | None = None

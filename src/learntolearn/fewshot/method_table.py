@@ -112,6 +112,7 @@ HALVE_EVERY = ("meta_lr_halve_every", _integer(1))
 DISTANCE = ("distance", _one_of(*DISTANCES))
 AUGMENT = ("augment", _one_of("affine"))
 ATTENTION_SCALE = ("attention_scale", _positive)
+TRAIN_BN_MODE = ("train_bn_mode", _one_of("non-transductive"))
 MONITOR_EVERY = ("monitor_every", _no_check)
 
 
@@ -269,7 +270,7 @@ METHODS: dict[str, MethodEntry] = {
         families=("omniglot", "omniglot-trainval"),
         build=lambda c, o: Prototypical(o, c.distance),  # type: ignore[arg-type]
         needs=dict((DISTANCE,)),
-        allows=dict((TRAIN_WAY, HALVE_EVERY)),
+        allows=dict((TRAIN_WAY, HALVE_EVERY, TRAIN_BN_MODE)),
         outer=_halving,
         models=("embedding",),
     ),
@@ -277,7 +278,7 @@ METHODS: dict[str, MethodEntry] = {
         families=("omniglot",),
         build=_matching,
         needs=dict((DISTANCE,)),
-        allows=dict((TRAIN_WAY, READ_STEPS, ATTENTION_SCALE, HALVE_EVERY)),
+        allows=dict((TRAIN_WAY, READ_STEPS, ATTENTION_SCALE, HALVE_EVERY, TRAIN_BN_MODE)),
         outer=_halving,
         models=("embedding", "fce"),
         check=_matching_check,
@@ -286,7 +287,7 @@ METHODS: dict[str, MethodEntry] = {
     "relation": MethodEntry(
         families=("omniglot",),
         build=lambda c, o: Relation(o),
-        allows=dict((TRAIN_WAY, HALVE_EVERY)),
+        allows=dict((TRAIN_WAY, HALVE_EVERY, TRAIN_BN_MODE)),
         # the authors' code clips each module's gradient norm at 0.5; here the whole network's
         outer=lambda c: OuterLoop(
             "adam", c.meta_lr, halve_every=c.meta_lr_halve_every, clip_norm=0.5

@@ -62,7 +62,7 @@ def build(config: ExperimentConfig, device: torch.device) -> Setup:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = network(config).to(device)
-    objective = Objective(model, family.loss)
+    objective = Objective(model, family.loss, config.train_bn_mode != "non-transductive")
     method = entry.build(config, objective)
     return Setup(method, init_params(model), family.sampler(config, device), family, entry)
 

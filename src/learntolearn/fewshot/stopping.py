@@ -1,7 +1,7 @@
 """A stopping rule fixed before the run, for protocols far past convergence (issue 22).
 
 Every ``stop_every`` iterations the run is scored on fixed tasks of the *validation* classes
-(never the test classes), at the reported step, in the transductive batch-norm mode; the best
+(never the test classes), at the reported step, in the batch-norm mode the run trains in; the best
 parameters so far are kept, and the run stops when the score has not improved by more than
 ``stop_delta`` for ``stop_patience`` evaluations. The kept parameters are the ones evaluated on
 the test tasks and stored: model selection on validation, as Snell et al. (2017, Sec. 3.1) and
@@ -44,7 +44,8 @@ class ValidationPlateau:
     def score(self, params: Params) -> tuple[float, float]:
         """Mean and 95% CI half-width of the validation accuracy at the reported step."""
         found = evaluate(self.config, self.setup, params, self.sets)
-        curve = next(iter(found["transductive"].values()))
+        mode = "transductive" if self.setup.objective.transductive else "non-transductive"
+        curve = next(iter(found[mode].values()))
         return curve["mean"][-1], curve["ci95"][-1]
 
     def check(self, iteration: int, params: Params) -> bool:
