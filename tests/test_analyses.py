@@ -193,3 +193,55 @@ def test_precision_errors_are_measured_not_assumed():
     assert task_noise(maml, params, batch, batch) == 0
     a = [torch.ones(3)]
     assert relative_error(a, a) == 0 and relative_error([torch.zeros(3)], a) == 1
+
+
+def test_population_statistics_are_the_reference_batchs_at_every_layer():
+    from learntolearn.analysis.population_batchnorm import (
+        population_embed,
+        population_scores,
+        reference_images,
+    )
+    from learntolearn.methods.matching import Matching
+
+    from .test_metric import build
+
+    method, params, batch = build("matching")
+    model, xs, xq = method.objective.model, batch.x_support[0], batch.x_query[0]
+    # with the support set as the reference: the non-transductive mode's query embeddings
+    support_mode = method.objective.in_mode("non-transductive")
+    expected = support_mode.predict_single(params, xq, xs)
+    assert torch.allclose(population_embed(model, params, xs, xq), expected)
+    # one image at a time or all together: no image's embedding depends on another's
+    reference = torch.cat([xs, xq.flip(0)])
+    together = population_embed(model, params, reference, xq)
+    alone = torch.cat([population_embed(model, params, reference, x[None]) for x in xq])
+    assert torch.allclose(together, alone)
+    # and the scores of a task are the method's comparison of those embeddings
+    scores = population_scores(method, params, batch, reference)
+    support = population_embed(model, params, reference, xs)
+    assert isinstance(method, Matching)
+    first = method.compare(params, batch[:1], support[None], together[None], "non-transductive")
+    assert scores.shape == (batch.num_tasks, xq.shape[0], 3)
+    assert torch.allclose(scores[:1], first)
+
+    class Draws:  # a task distribution of 2 support and 3 query images, seeded
+        def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
+            x = torch.rand(num_tasks, 5, 1, 4, 4, generator=generator)
+            y = torch.zeros(num_tasks, 5, dtype=torch.long)
+            return TaskBatch(x[:, :2], y[:, :2], x[:, 2:], y[:, 2:])
+
+    first_images = reference_images(Draws(), 12, seed=3)
+    assert first_images.shape == (12, 1, 4, 4)
+    assert torch.equal(first_images, reference_images(Draws(), 12, seed=3))
+    assert not torch.equal(first_images, reference_images(Draws(), 12, seed=4))
+
+
+def test_population_analysis_applies_to_embedding_comparisons_only():
+    from learntolearn.catalogue import experiment
+    from learntolearn.fewshot.stored_analyses import ANALYSES
+
+    applies = ANALYSES["population_bn"].applies
+    for name in ("protonet-5w1s", "matching-5w1s"):
+        assert applies(experiment(f"omniglot/{name}", "cpu")) is None
+    for name in ("relation-5w1s", "siamese-5w1s", "maml-5w1s"):
+        assert "Prototypical, Matching" in str(applies(experiment(f"omniglot/{name}", "cpu")))

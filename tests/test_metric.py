@@ -62,6 +62,7 @@ METHODS: dict[str, tuple[Callable[[Objective], MetricLearner], Callable[[], nn.M
     "prototypical-cosine": (lambda o: Prototypical(o, "cosine"), embedding, 16),
     "matching": (Matching, embedding, 16),
     "matching-euclidean": (lambda o: Matching(o, "euclidean"), embedding, 16),
+    "matching-one-sided": (lambda o: Matching(o, "one-sided-cosine"), embedding, 16),
     "matching-fce": (
         lambda o: Matching(o, read_steps=2),
         lambda: MetricNet(embedding(), FullContext(2)),
@@ -369,7 +370,11 @@ def test_train_way_makes_n_way_an_evaluation_field():
     ("name", "changes", "message"),
     [
         ("protonet", {"model": "conv"}, "method 'protonet' takes model embedding"),
-        ("protonet", {"distance": "manhattan"}, "distance must be 'euclidean' or 'cosine'"),
+        (
+            "protonet",
+            {"distance": "manhattan"},
+            "distance must be 'euclidean' or 'cosine' or 'one-sided-cosine'",
+        ),
         ("protonet", {"train_way": 1}, "train_way must be an integer >= 2"),
         ("siamese", {"augment": "flip"}, "augment must be 'affine'"),
         ("protonet", {"read_steps": 3}, "read_steps do(es) not apply to 'protonet'"),

@@ -86,6 +86,8 @@ def _metric_budgets() -> dict[str, dict[str, dict[str, int]]]:
         # 22); the cpu runs keep the unscaled attention the chapter diagnoses
         "matching": {**budget(500, 125, 2_000), "paper": _MATCHING_PAPER},
         "matching-20way": {**budget(500, None, 2_000), "paper": _MATCHING_PAPER},
+        # (a comparison that sets its own scale: the paper profile without the temperature)
+        "matching-unscaled": budget(500, 125, 2_000),
         # the paper's 10^6 episodes are far past convergence on Omniglot: a stopping rule on
         # the validation classes, fixed before the run (issue 22), with milestones to see it
         "relation": {**budget(250, 125, 10_000), "paper": {**_STOP, "milestone_every": 10_000}},
@@ -574,6 +576,16 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
             "omniglot/matching-5w1s-nontransductive",
             _metric("matching", 5, 1),
             train_bn_mode="non-transductive",
+        ),
+    ),
+    # The cosine of most public Matching-network code: normalised on the support side only, so
+    # the query's norm acts as a temperature the network learns (no fixed scale)
+    "omniglot/matching-5w1s-one-sided": (
+        "matching-unscaled",
+        _variant(
+            "omniglot/matching-5w1s-one-sided",
+            _metric("matching", 5, 1),
+            distance="one-sided-cosine",
         ),
     ),
     "omniglot/matching-5w1s-fce": (

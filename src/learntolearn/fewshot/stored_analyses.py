@@ -19,6 +19,10 @@ loads what is stored and computes only what is missing.
   first fixed test task on the support steps and itself, in each attention block, with the
   support steps' classes in the order read and the query's class (Mishra et al. 2018, Sec. 3.1;
   :mod:`learntolearn.analysis.snail_attention`).
+* ``population_bn``: a metric-based method scored on the fixed test tasks with batch norm's
+  statistics taken from a fixed reference batch of training images (the population), the mode
+  of the Prototypical networks' reference code at test time
+  (:mod:`learntolearn.analysis.population_batchnorm`).
 * ``feature_reuse``: linear CKA of every layer before vs after the inner loop, NIL accuracy and
   the accuracy with the head alone adapted (Raghu et al. 2020), on the fixed test tasks.
 """
@@ -36,6 +40,7 @@ from learntolearn.analysis import precision
 from learntolearn.analysis.feature_reuse import layer_similarity, nil_accuracy
 from learntolearn.analysis.instance_accuracy import instance_accuracy
 from learntolearn.analysis.meta_learner_gates import gate_values
+from learntolearn.analysis.population_batchnorm import population_scores, reference_images
 from learntolearn.analysis.snail_attention import query_attention
 from learntolearn.analysis.statistics import mean_ci95, score_curve, summarize_curve
 from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, update_directions
@@ -50,6 +55,7 @@ from learntolearn.methods.black_box import BlackBox
 from learntolearn.methods.inner_loop import SGD, adapt
 from learntolearn.methods.maml import MAML
 from learntolearn.methods.meta_learner_lstm import MetaLearnerLSTM
+from learntolearn.methods.metric import MetricLearner
 from learntolearn.methods.snail import Snail
 from learntolearn.objective import MODES, Params, expand_params
 from learntolearn.tasks import TaskBatch
@@ -57,6 +63,10 @@ from learntolearn.tasks import TaskBatch
 __all__ = ["ANALYSES", "LAYERS", "analyse"]
 
 LAYERS = ("conv 1", "conv 2", "conv 3", "conv 4", "features", "logits")
+# training images whose statistics stand for the population (population_bn), and their seed's
+# offset from the evaluation seed (the validation tasks take +1)
+POPULATION_IMAGES = 1_000
+POPULATION_SEED = 2
 
 
 def _update_directions(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
@@ -230,6 +240,30 @@ def _attention(config: ExperimentConfig, setup: Setup, params: Params) -> dict[s
     return {"task": 0, **query_attention(method, params, first[0].to(device))}
 
 
+def _population(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
+    method = setup.method
+    assert isinstance(method, MetricLearner)  # checked by _embedding_metric
+    device = next(iter(params.values())).device
+    seed = config.eval_seed + POPULATION_SEED
+    reference = reference_images(setup.tasks, POPULATION_IMAGES, seed).to(device)
+    out: dict[str, Any] = {"images": POPULATION_IMAGES, "seed": seed, "shots": {}}
+    for test in setup.family.test_sets(config):
+        curves = [
+            score_curve(
+                setup.family.score, population_scores(method, params, b, reference)[None], b.y_query
+            )
+            for b in test_chunks(setup, test.tasks(), device)
+        ]
+        out["shots"][str(test.shots)] = summarize_curve(torch.cat(curves, 1), setup.family.metric)
+    return out
+
+
+def _embedding_metric(c: ExperimentConfig) -> str | None:
+    if c.method in ("protonet", "matching"):
+        return None
+    return "analyses a metric-based method that compares embeddings (Prototypical, Matching)"
+
+
 def _snail(c: ExperimentConfig) -> str | None:
     return None if c.method == "snail" else "analyses SNAIL's attention blocks"
 
@@ -276,6 +310,7 @@ ANALYSES: dict[str, Analysis] = {
     "feature_reuse": Analysis(_maml_classifier, _feature_reuse),
     "instances": Analysis(_label_late, _instances),
     "attention": Analysis(_snail, _attention),
+    "population_bn": Analysis(_embedding_metric, _population),
 }
 
 

@@ -5,8 +5,11 @@
     J(φ) = −log p_φ(y = k | x) on the query set                           (Algorithm 1)
 
 with d the squared Euclidean distance (Sec. 2.6; Fig. 2: better than cosine on miniImageNet);
-``distance="cosine"`` is that comparison, the negative cosine similarity as d. Training episodes
-may have more classes than the test tasks (60-way for Omniglot, Sec. 3.1).
+``distance="cosine"`` is that comparison, the negative cosine similarity as d, and
+``"one-sided-cosine"`` divides by the centre's norm only, f·c/‖c‖: the cosine scaled by the
+query's norm, a temperature the network learns for each query (the cosine of most public
+Matching-network code). Training episodes may have more classes than the test tasks (60-way
+for Omniglot, Sec. 3.1).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from learntolearn.tasks import TaskBatch
 
 __all__ = ["DISTANCES", "Prototypical", "check_distance", "negative_distance", "prototypes"]
 
-DISTANCES = ("euclidean", "cosine")
+DISTANCES = ("euclidean", "cosine", "one-sided-cosine")
 
 
 def check_distance(distance: str) -> None:
@@ -37,9 +40,9 @@ def prototypes(support: Tensor, one_hot: Tensor) -> Tensor:
 
 
 def negative_distance(query: Tensor, centres: Tensor, distance: str) -> Tensor:
-    """−d(query, centre) ``[B, Q, N]``: squared Euclidean or cosine."""
-    if distance == "cosine":
-        q = torch.nn.functional.normalize(query, dim=-1)
+    """−d(query, centre) ``[B, Q, N]``: squared Euclidean, cosine, or one-sided cosine."""
+    if distance in ("cosine", "one-sided-cosine"):
+        q = torch.nn.functional.normalize(query, dim=-1) if distance == "cosine" else query
         c = torch.nn.functional.normalize(centres, dim=-1)
         return q @ c.transpose(1, 2)
     return -(query.unsqueeze(2) - centres.unsqueeze(1)).pow(2).sum(-1)
