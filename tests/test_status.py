@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from learntolearn.catalogue import experiment
-from learntolearn.reporting.progress import ProgressRun
+from learntolearn.reporting.progress import POPULATION, ProgressRun
 from learntolearn.reporting.published import Published
 from learntolearn.reporting.status import reproduction_status, status_table
 
@@ -95,6 +95,13 @@ def test_a_runs_accuracy_is_its_final_evaluation_else_its_last_milestone():
     done = ProgressRun("m", cfg, 60_000, ms, finished=True, result=Stored(0.981, cfg))  # type: ignore[arg-type]
     assert done.accuracy("transductive") == (0.981, 0.004, None)
     assert done.accuracy_cell("non-transductive") == "98.1 ± 0.4"
+    assert done.accuracy_cell(POPULATION) == "—" and running.accuracy_cell(POPULATION) == "—"
+    analysed = Stored(0.981, cfg)
+    curve = {"mean": [0.95], "ci95": [0.007]}
+    analysed.metrics["analyses"] = {"population_bn": {"images": 1_000, "shots": {"1": curve}}}
+    scored = ProgressRun("m", cfg, 60_000, ms, finished=True, result=analysed)  # type: ignore[arg-type]
+    assert scored.accuracy(POPULATION) == (0.95, 0.007, None)
+    assert scored.accuracy_cell(POPULATION) == "95.0 ± 0.7"
 
 
 def test_a_run_its_stopping_rule_ended_reports_where_it_ended():

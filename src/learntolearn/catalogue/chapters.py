@@ -60,6 +60,7 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
         "omniglot/matching-5w1s-halve",
         "omniglot/matching-5w1s-nontransductive",
         "omniglot/matching-5w1s-one-sided",
+        "omniglot/matching-5w1s-trainval",
         *(f"omniglot/{m}-{n}w{k}s" for m in GRADIENT_METHODS for n, k in OMNIGLOT_SETTINGS),
     ),
     "07_lstm_optimizers": (
@@ -117,7 +118,11 @@ _PAPER_ONLY = {
     "omniglot/matching-5w1s-halve": "it halves the step size every 2,000 episodes, a "
     "question about the paper profile's 20,000: a short run would never halve it",
     **dict.fromkeys(
-        ("omniglot/matching-5w1s-nontransductive", "omniglot/matching-5w1s-one-sided"),
+        (
+            "omniglot/matching-5w1s-nontransductive",
+            "omniglot/matching-5w1s-one-sided",
+            "omniglot/matching-5w1s-trainval",
+        ),
         "it asks why the paper-profile run falls short of the paper; the short runs are short "
         "for another reason (the unscaled attention chapter 6 diagnoses)",
     ),

@@ -588,6 +588,14 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
             distance="one-sided-cosine",
         ),
     ),
+    # ... and on the training pool of Vinyals et al. (Sec. 4.1.1: 1,200 characters, the
+    # Vinyals train + validation split) instead of the book's 1,028
+    "omniglot/matching-5w1s-trainval": (
+        "matching",
+        _variant(
+            "omniglot/matching-5w1s-trainval", _metric("matching", 5, 1), tasks="omniglot-trainval"
+        ),
+    ),
     "omniglot/matching-5w1s-fce": (
         "matching",
         _variant(

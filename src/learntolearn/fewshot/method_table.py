@@ -275,7 +275,7 @@ METHODS: dict[str, MethodEntry] = {
         models=("embedding",),
     ),
     "matching": MethodEntry(
-        families=("omniglot",),
+        families=("omniglot", "omniglot-trainval"),
         build=_matching,
         needs=dict((DISTANCE,)),
         allows=dict((TRAIN_WAY, READ_STEPS, ATTENTION_SCALE, HALVE_EVERY, TRAIN_BN_MODE)),

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
     from learntolearn.reporting.published import Published
 
-__all__ = ["ProgressRun", "plot_milestones", "progress_runs", "progress_table"]
+__all__ = ["POPULATION", "ProgressRun", "plot_milestones", "progress_runs", "progress_table"]
+
+# The third batch-norm mode a run can be scored in: the statistics of training images
+# (the stored analysis ``population_bn``, learntolearn.analysis.population_batchnorm)
+POPULATION = "population"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,15 @@ class ProgressRun:
     def wall_time_s(self) -> float:
         return max((float(s.get("total_wall_time_s", 0.0)) for s in self.sittings), default=0.0)
 
+    @property
+    def population(self) -> dict[str, Any] | None:
+        """The finished run's stored ``population_bn`` analysis (batch norm with the statistics
+        of training images), or None where it was not computed."""
+        if self.result is None:
+            return None
+        found = self.result.metrics.get("analyses", {}).get("population_bn")
+        return found if isinstance(found, dict) else None
+
     def latest(self, key: str) -> tuple[int, float, float] | None:
         """(iteration, mean, 95% CI half-width) of the last milestone with metric ``key``."""
         for m in reversed(self.milestones):
@@ -89,7 +102,14 @@ class ProgressRun:
         """(mean, 95% CI half-width, iteration) of the run's test accuracy in ``mode`` (a
         fraction): the final evaluation at its reported step once the run is finished
         (iteration None), else its last milestone at ``shots`` (default: the first evaluated
-        number of shots) and the iteration it was made at; NaNs where there is neither."""
+        number of shots) and the iteration it was made at; NaNs where there is neither.
+        :data:`POPULATION` reads the finished run's :attr:`population` analysis instead."""
+        if mode == POPULATION:  # a finished run's stored analysis, where it was computed
+            found = self.population
+            if found is None:
+                return math.nan, math.nan, None
+            curve = found["shots"][str(shots or self.config.eval_shots[0])]
+            return float(curve["mean"][-1]), float(curve["ci95"][-1]), None
         if self.result is not None:
             curve, step = self.result.curve(mode, shots), self.result.reported_step
             return float(curve["mean"][step]), float(curve["ci95"][step]), None

@@ -13,6 +13,7 @@ __all__ = [
     "ANIL_ANIL",
     "ANIL_MAML",
     "ANIL_NIL",
+    "AUTOML_COSTS",
     "LAKE_SIAMESE",
     "MAML_FIRST_ORDER_SPEEDUP",
     "MINIIMAGENET_MAML",
@@ -233,4 +234,15 @@ SANTORO_INSTANCES: dict[str, dict[int, Published]] = {
         ("LSTM", (24.4, 49.5, 55.3, 61.0, 63.6, 62.5)),
         ("human", (34.5, 57.3, 70.1, 71.8, 81.4, 92.4)),
     )
+}
+
+# What the reinforcement-learning searches of chapter 9 cost (no experiment of the book runs
+# one): Zoph & Le (ICLR 2017, arXiv:1611.01578v2) Sec. 4.1, the CIFAR-10 search; Pham et al.
+# (ICML 2018, arXiv:1802.03268v2) abstract, ENAS on one GTX 1080Ti. Checked against the text
+# as the papers print it; counts and hours, not accuracies.
+AUTOML_COSTS: dict[str, Published] = {
+    "nas_architectures": Published(12_800, None, "Zoph & Le Sec. 4.1", decimals=0),
+    "nas_gpus": Published(800, None, "Zoph & Le Sec. 4.1", decimals=0),
+    "enas_hours": Published(16, None, "Pham et al. abstract (less than)", decimals=0),
+    "enas_saving": Published(1_000, None, "Pham et al. abstract (times cheaper than NAS)", 0),
 }
