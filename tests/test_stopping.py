@@ -84,3 +84,17 @@ def test_a_rule_needs_all_its_fields_and_validation_classes():
         experiment("sinusoid/maml-k5", "smoke").with_(stop_every=2, stop_patience=2, stop_delta=0.0)
     paper = experiment("omniglot/relation-5w1s", "paper")
     assert (paper.stop_every, paper.stop_patience, paper.stop_delta) == (5_000, 5, 0.001)
+
+
+@pytest.mark.parametrize(("bn_mode", "expected"), [(None, 0.25), ("non-transductive", 0.75)])
+def test_the_rule_scores_in_the_batch_norm_mode_the_run_trains_in(
+    real_env, monkeypatch, bn_mode, expected
+):
+    from learntolearn.fewshot.runs import build
+
+    cfg = rule_config(train_bn_mode=bn_mode)
+    by_mode = {"transductive": 0.25, "non-transductive": 0.75}
+    found = {m: {"1": {"mean": [0.0, v], "ci95": [0.0, 0.01]}} for m, v in by_mode.items()}
+    monkeypatch.setattr(stopping, "evaluate", lambda *args: found)
+    rule = stopping.ValidationPlateau(cfg, build(cfg, torch.device("cpu")))
+    assert rule.score({}) == (expected, 0.01)
