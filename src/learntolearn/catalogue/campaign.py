@@ -34,7 +34,7 @@ HELD: dict[str, str] = {}
 # The book's own ablations (no published number): queued after the papers' runs.
 ABLATIONS = (
     *("-cosine", "-train5way", "-trainval", "-euclidean", "-fce", "-scale10", "-k1", "-q15"),
-    *("-steps2", "-steps5", "-halve", "-nontransductive", "-one-sided"),
+    *("-steps2", "-steps5", "-halve", "-nontransductive", "-one-sided", "-long"),
 )
 
 

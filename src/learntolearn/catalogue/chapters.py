@@ -61,6 +61,7 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
         "omniglot/matching-5w1s-nontransductive",
         "omniglot/matching-5w1s-one-sided",
         "omniglot/matching-5w1s-trainval",
+        "omniglot/matching-5w1s-long",
         *(f"omniglot/{m}-{n}w{k}s" for m in GRADIENT_METHODS for n, k in OMNIGLOT_SETTINGS),
     ),
     "07_lstm_optimizers": (
@@ -122,6 +123,7 @@ _PAPER_ONLY = {
             "omniglot/matching-5w1s-nontransductive",
             "omniglot/matching-5w1s-one-sided",
             "omniglot/matching-5w1s-trainval",
+            "omniglot/matching-5w1s-long",
         ),
         "it asks why the paper-profile run falls short of the paper; the short runs are short "
         "for another reason (the unscaled attention chapter 6 diagnoses)",

@@ -23,6 +23,9 @@ loads what is stored and computes only what is missing.
   statistics taken from a fixed reference batch of training images (the population), the mode
   of the Prototypical networks' reference code at test time
   (:mod:`learntolearn.analysis.population_batchnorm`).
+* ``splits``: an Omniglot run scored like its test tasks on fixed tasks of its own training
+  characters and of the validation characters: how much of its test accuracy it loses to new
+  characters, and to new alphabets.
 * ``feature_reuse``: linear CKA of every layer before vs after the inner loop, NIL accuracy and
   the accuracy with the head alone adapted (Raghu et al. 2020), on the fixed test tasks.
 """
@@ -47,9 +50,10 @@ from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, up
 from learntolearn.experiments import provenance
 from learntolearn.experiments.runner import begin_computing
 from learntolearn.fewshot.config import ExperimentConfig
-from learntolearn.fewshot.evaluation import test_chunks
+from learntolearn.fewshot.evaluation import evaluate, test_chunks
 from learntolearn.fewshot.runs import Setup, build, run
 from learntolearn.fewshot.store import ResultStore
+from learntolearn.fewshot.task_families import SPLIT_SEEDS, omniglot_split_tests
 from learntolearn.methods.anil import HEAD
 from learntolearn.methods.black_box import BlackBox
 from learntolearn.methods.inner_loop import SGD, adapt
@@ -258,6 +262,21 @@ def _population(config: ExperimentConfig, setup: Setup, params: Params) -> dict[
     return out
 
 
+def _splits(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
+    at = config.with_(eval_steps=config.test_steps or config.eval_steps)  # the reported step
+    return {
+        split: {"seed": at.eval_seed + SPLIT_SEEDS[split], "tasks": at.eval_tasks}
+        | evaluate(at, setup, params, omniglot_split_tests(at, split))
+        for split in ("train", "val")
+    }
+
+
+def _omniglot(c: ExperimentConfig) -> str | None:
+    if c.tasks == "omniglot":
+        return None
+    return "analyses a run trained on the Vinyals training characters (task family omniglot)"
+
+
 def _embedding_metric(c: ExperimentConfig) -> str | None:
     if c.method in ("protonet", "matching"):
         return None
@@ -311,6 +330,7 @@ ANALYSES: dict[str, Analysis] = {
     "instances": Analysis(_label_late, _instances),
     "attention": Analysis(_snail, _attention),
     "population_bn": Analysis(_embedding_metric, _population),
+    "splits": Analysis(_omniglot, _splits),
 }
 
 

@@ -51,7 +51,14 @@ from learntolearn.tasks import TaskBatch, TaskDistribution
 if TYPE_CHECKING:
     from learntolearn.fewshot.config import ExperimentConfig
 
-__all__ = ["FAMILIES", "OMNIGLOT_NETWORKS", "TaskFamily", "TestSet"]
+__all__ = [
+    "FAMILIES",
+    "OMNIGLOT_NETWORKS",
+    "SPLIT_SEEDS",
+    "TaskFamily",
+    "TestSet",
+    "omniglot_split_tests",
+]
 
 
 @dataclass(frozen=True)
@@ -254,12 +261,21 @@ def _omniglot_tests(c: ExperimentConfig) -> list[TestSet]:
     return _classification_tests(c, fixed_omniglot, _omniglot_at(image_size(c)))
 
 
+# The seed offsets from eval_seed of the fixed tasks of the other splits' characters
+SPLIT_SEEDS = {"val": 1, "train": 3}
+
+
+def omniglot_split_tests(c: ExperimentConfig, split: str) -> list[TestSet]:
+    """Tasks of the ``split`` characters of the Vinyals split ("val" or "train"), drawn like
+    the test tasks but from a seed of their own (:data:`SPLIT_SEEDS`)."""
+    tasks = functools.partial(fixed_omniglot, split=split)
+    at = c.with_(eval_seed=c.eval_seed + SPLIT_SEEDS[split])
+    return _classification_tests(at, tasks, _omniglot_at(image_size(c)))
+
+
 def _omniglot_validation(c: ExperimentConfig) -> list[TestSet]:
-    """Tasks of the validation characters of the Vinyals split (never the test characters),
-    drawn like the test tasks but from their own seed, for stopping rules."""
-    val = functools.partial(fixed_omniglot, split="val")
-    size = image_size(c)
-    return _classification_tests(c.with_(eval_seed=c.eval_seed + 1), val, _omniglot_at(size))
+    """Tasks of the validation characters (never the test characters), for stopping rules."""
+    return omniglot_split_tests(c, "val")
 
 
 def _lake_tests(c: ExperimentConfig) -> list[TestSet]:
