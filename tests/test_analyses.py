@@ -245,3 +245,29 @@ def test_population_analysis_applies_to_embedding_comparisons_only():
         assert applies(experiment(f"omniglot/{name}", "cpu")) is None
     for name in ("relation-5w1s", "siamese-5w1s", "maml-5w1s"):
         assert "Prototypical, Matching" in str(applies(experiment(f"omniglot/{name}", "cpu")))
+
+
+@pytest.mark.usefixtures("real_env")
+def test_split_tasks_are_drawn_from_their_own_characters():
+    from learntolearn.catalogue import experiment
+    from learntolearn.fewshot.stored_analyses import ANALYSES
+    from learntolearn.fewshot.task_families import FAMILIES, omniglot_split_tests
+
+    cfg = experiment("omniglot/protonet-5w1s", "smoke")
+    family = FAMILIES["omniglot"]
+    assert family.validation_sets is not None
+
+    def first(sets):
+        return next(iter(sets[0].tasks()))
+
+    def images(b):
+        return {tuple(x.flatten().tolist()) for x in b.x_support.flatten(0, 1)}
+
+    val, test = first(omniglot_split_tests(cfg, "val")), first(family.test_sets(cfg))
+    assert torch.equal(val.x_support, first(family.validation_sets(cfg)).x_support)
+    train = first(omniglot_split_tests(cfg, "train"))
+    assert not images(train) & images(test) and not images(train) & images(val)
+    applies = ANALYSES["splits"].applies
+    assert applies(cfg) is None and applies(experiment("omniglot/maml-5w1s", "cpu")) is None
+    for name in ("omniglot/protonet-5w1s-trainval", "sinusoid/maml-k10"):
+        assert "Vinyals training characters" in str(applies(experiment(name, "cpu")))
