@@ -102,6 +102,10 @@ def test_a_runs_accuracy_is_its_final_evaluation_else_its_last_milestone():
     scored = ProgressRun("m", cfg, 60_000, ms, finished=True, result=analysed)  # type: ignore[arg-type]
     assert scored.accuracy(POPULATION) == (0.95, 0.007, None)
     assert scored.accuracy_cell(POPULATION) == "95.0 ± 0.7"
+    assert scored.accuracy_cell("transductive", split="val") == "—"  # not computed
+    analysed.metrics["analyses"]["splits"] = {"val": {"transductive": {"1": curve}}}
+    assert scored.accuracy("transductive", split="val") == (0.95, 0.007, None)
+    assert scored.accuracy_cell("transductive", split="val") == "95.0 ± 0.7"
 
 
 def test_a_run_its_stopping_rule_ended_reports_where_it_ended():

@@ -82,14 +82,17 @@ class ProgressRun:
     def wall_time_s(self) -> float:
         return max((float(s.get("total_wall_time_s", 0.0)) for s in self.sittings), default=0.0)
 
-    @property
-    def population(self) -> dict[str, Any] | None:
-        """The finished run's stored ``population_bn`` analysis (batch norm with the statistics
-        of training images), or None where it was not computed."""
+    def analysis(self, name: str) -> dict[str, Any] | None:
+        """The finished run's stored analysis ``name``, or None where it was not computed."""
         if self.result is None:
             return None
-        found = self.result.metrics.get("analyses", {}).get("population_bn")
+        found = self.result.metrics.get("analyses", {}).get(name)
         return found if isinstance(found, dict) else None
+
+    @property
+    def population(self) -> dict[str, Any] | None:
+        """The ``population_bn`` analysis (batch norm with the statistics of training images)."""
+        return self.analysis("population_bn")
 
     def latest(self, key: str) -> tuple[int, float, float] | None:
         """(iteration, mean, 95% CI half-width) of the last milestone with metric ``key``."""
@@ -98,17 +101,21 @@ class ProgressRun:
                 return int(m["iteration"]), float(m[key]), float(m[f"{key}/ci95"])
         return None
 
-    def accuracy(self, mode: str, shots: int | None = None) -> tuple[float, float, int | None]:
+    def accuracy(
+        self, mode: str, shots: int | None = None, split: str = "test"
+    ) -> tuple[float, float, int | None]:
         """(mean, 95% CI half-width, iteration) of the run's test accuracy in ``mode`` (a
         fraction): the final evaluation at its reported step once the run is finished
         (iteration None), else its last milestone at ``shots`` (default: the first evaluated
         number of shots) and the iteration it was made at; NaNs where there is neither.
-        :data:`POPULATION` reads the finished run's :attr:`population` analysis instead."""
-        if mode == POPULATION:  # a finished run's stored analysis, where it was computed
-            found = self.population
+        :data:`POPULATION` reads the finished run's :attr:`population` analysis instead, and
+        ``split`` "train" or "val" its ``splits`` analysis (tasks of those characters)."""
+        at = str(shots or self.config.eval_shots[0])
+        if mode == POPULATION or split != "test":  # a stored analysis, where it was computed
+            found = self.population if mode == POPULATION else self.analysis("splits")
             if found is None:
                 return math.nan, math.nan, None
-            curve = found["shots"][str(shots or self.config.eval_shots[0])]
+            curve = found["shots"][at] if mode == POPULATION else found[split][mode][at]
             return float(curve["mean"][-1]), float(curve["ci95"][-1]), None
         if self.result is not None:
             curve, step = self.result.curve(mode, shots), self.result.reported_step
@@ -116,10 +123,10 @@ class ProgressRun:
         last = self.latest(f"{mode}/{shots or self.config.eval_shots[0]}")
         return (math.nan, math.nan, None) if last is None else (last[1], last[2], last[0])
 
-    def accuracy_cell(self, mode: str, shots: int | None = None) -> str:
+    def accuracy_cell(self, mode: str, shots: int | None = None, split: str = "test") -> str:
         """:meth:`accuracy` as a table prints it: ``98.0 ± 0.6`` in percent, ``(it. 30,000)``
         after a milestone's, ``—`` where the run has neither."""
-        mean, half, iteration = self.accuracy(mode, shots)
+        mean, half, iteration = self.accuracy(mode, shots, split)
         if math.isnan(mean):
             return "—"
         at = "" if iteration is None else f" (it. {iteration:,})"
