@@ -462,6 +462,15 @@ def _variant(
     return lambda profile: make(profile).with_(name=name, **changes)
 
 
+def _matching_ablation(
+    what: str, budget: str = "matching", **changes: Any
+) -> dict[str, tuple[str, Callable[[str], ExperimentConfig]]]:
+    """``omniglot/matching-5w1s-<what>``: Matching networks' 5-way 1-shot run with ``changes``
+    (profile overrides from ``budget``), as a registry entry."""
+    name = f"omniglot/matching-5w1s-{what}"
+    return {name: (budget, _variant(name, _metric("matching", 5, 1), **changes))}
+
+
 def _omniglot_budget(n_way: int, reptile: bool = False) -> str:
     """The profile overrides an Omniglot experiment takes (20-way runs cost more per step)."""
     return ("reptile-" if reptile else "") + ("omniglot" if n_way == 5 else "omniglot-20way")
@@ -545,69 +554,28 @@ _REGISTRY: dict[str, tuple[str, Callable[[str], ExperimentConfig]]] = {
             "omniglot/protonet-5w1s-trainval", _metric("protonet", 5, 1), tasks="omniglot-trainval"
         ),
     ),
-    "omniglot/matching-5w1s-euclidean": (
-        "matching",
-        _variant(
-            "omniglot/matching-5w1s-euclidean", _metric("matching", 5, 1), distance="euclidean"
-        ),
-    ),
+    **_matching_ablation("euclidean", distance="euclidean"),
     # The cosine's temperature (chapter 6): the paper prints none; 10 lifts the softmax's
     # ceiling that cosines in [0, 1] set (Oreshkin et al. 2018 study this metric scaling).
-    "omniglot/matching-5w1s-scale10": (
-        "matching",
-        _variant("omniglot/matching-5w1s-scale10", _metric("matching", 5, 1), attention_scale=10.0),
-    ),
+    **_matching_ablation("scale10", attention_scale=10.0),
     # The paper-profile run with Adam's step halved every 2,000 episodes, as Snell et al. and
     # most public Matching-network code train: is the 5-way 1-shot gap the constant step size?
     # (chapter 6, issue 22; a paper-profile question: at 500 episodes nothing would halve)
-    "omniglot/matching-5w1s-halve": (
-        "matching",
-        _variant(
-            "omniglot/matching-5w1s-halve", _metric("matching", 5, 1), meta_lr_halve_every=2_000
-        ),
-    ),
+    **_matching_ablation("halve", meta_lr_halve_every=2_000),
     # The paper-profile run trained in the mode it is compared in: each query normalised with
-    # its task's support-set statistics, in training too. Trained transductively, it scores
-    # 97.3% with the query batch's statistics and 96.0% with the support set's, which it never
-    # saw in training: is the 1-shot gap that mismatch? (chapter 6, issue 22)
-    "omniglot/matching-5w1s-nontransductive": (
-        "matching",
-        _variant(
-            "omniglot/matching-5w1s-nontransductive",
-            _metric("matching", 5, 1),
-            train_bn_mode="non-transductive",
-        ),
-    ),
+    # its task's support-set statistics, in training too (trained transductively, it never
+    # sees the support set's statistics applied to a query before the test)
+    **_matching_ablation("nontransductive", train_bn_mode="non-transductive"),
     # The cosine of most public Matching-network code: normalised on the support side only, so
     # the query's norm acts as a temperature the network learns (no fixed scale)
-    "omniglot/matching-5w1s-one-sided": (
-        "matching-unscaled",
-        _variant(
-            "omniglot/matching-5w1s-one-sided",
-            _metric("matching", 5, 1),
-            distance="one-sided-cosine",
-        ),
-    ),
-    # ... and on the training pool of Vinyals et al. (Sec. 4.1.1: 1,200 characters, the
-    # Vinyals train + validation split) instead of the book's 1,028
-    "omniglot/matching-5w1s-trainval": (
-        "matching",
-        _variant(
-            "omniglot/matching-5w1s-trainval", _metric("matching", 5, 1), tasks="omniglot-trainval"
-        ),
-    ),
-    # ... and trained four times as long: on its own training characters the 20,000-episode
-    # model is no more accurate than the paper's model on the test characters (chapter 6)
-    "omniglot/matching-5w1s-long": (
-        "matching",
-        _variant("omniglot/matching-5w1s-long", _metric("matching", 5, 1), iterations=80_000),
-    ),
-    "omniglot/matching-5w1s-fce": (
-        "matching",
-        _variant(
-            "omniglot/matching-5w1s-fce", _metric("matching", 5, 1), model="fce", read_steps=5
-        ),
-    ),
+    **_matching_ablation("one-sided", "matching-unscaled", distance="one-sided-cosine"),
+    # ... on the training pool of Vinyals et al. (Sec. 4.1.1: 1,200 characters, the Vinyals
+    # train + validation split) instead of the book's 1,028
+    **_matching_ablation("trainval", tasks="omniglot-trainval"),
+    # ... and trained four times as long (chapter 6: the 20,000-episode model fits its own
+    # training characters barely better than the paper's model does the test characters)
+    **_matching_ablation("long", iterations=80_000),
+    **_matching_ablation("fce", model="fce", read_steps=5),
     # Prototypical networks' own test protocol, evaluation only (the training is the run
     # above): 15 queries per class on 1,000 episodes (Snell et al., Sec. 3.1; 5-way only on a
     # CPU, a 20-way pass costs ten minutes). Relation networks' 1-shot protocol, one query per
