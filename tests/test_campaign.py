@@ -88,3 +88,23 @@ def test_a_two_worker_campaign_stopped_and_resumed_equals_one_run(tmp_path, monk
         a, b = resumed.params(), straight.params()
         assert all(torch.equal(a[k], b[k]) for k in a), name
         assert resumed.metrics["eval"] == straight.metrics["eval"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("real_env")
+def test_the_campaign_computes_the_analyses_a_chapter_reads_once_a_run_is_stored(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LEARNTOLEARN_RESULTS", str(tmp_path / "results"))
+    names = ("omniglot/matching-5w1s", "omniglot/protonet-5w1s-trainval")
+    assert campaign.book_analyses(names[0], "smoke") == []  # not stored yet
+    queue = jobs([step(n, 0.01, "smoke") for n in names])
+    assert campaign.run_jobs(queue, 1, 3600, "smoke", "cpu") == 0
+    assert campaign.book_analyses("omniglot/maml-5w1s", "smoke") == []  # none wanted
+    matching = experiment(names[0], "smoke")
+    stored = store_for(matching).get(matching)
+    assert stored is not None and set(stored.metrics["analyses"]) == {"population_bn", "splits"}
+    # the pool ablation trains on the validation characters too: no splits analysis
+    assert campaign.book_analyses(names[1], "smoke") == ["population_bn"]
+    pool = experiment(names[1], "smoke")
+    assert set(store_for(pool).get(pool).metrics["analyses"]) == {"population_bn"}

@@ -22,10 +22,23 @@ import threading
 import time
 from dataclasses import dataclass
 
+from learntolearn.catalogue.entries import experiment, store_for
 from learntolearn.catalogue.plan import Step
 from learntolearn.experiments.clock import duration
+from learntolearn.fewshot.stored_analyses import ANALYSES as STORED_ANALYSES
 
-__all__ = ["ABLATIONS", "HELD", "Job", "held", "jobs", "print_campaign", "run_jobs", "schedule"]
+__all__ = [
+    "ABLATIONS",
+    "BOOK_ANALYSES",
+    "HELD",
+    "Job",
+    "book_analyses",
+    "held",
+    "jobs",
+    "print_campaign",
+    "run_jobs",
+    "schedule",
+]
 
 # Runs the campaign holds back until what they wait for exists (issue 22), by name prefix.
 HELD: dict[str, str] = {}
@@ -36,6 +49,28 @@ ABLATIONS = (
     *("-cosine", "-train5way", "-trainval", "-euclidean", "-fce", "-scale10", "-k1", "-q15"),
     *("-steps2", "-steps5", "-halve", "-nontransductive", "-one-sided", "-long"),
 )
+
+# The stored analyses chapter 6 reads of a finished run, by name prefix: the campaign computes
+# them once a job's run is stored (minutes of evaluation), so that no chapter waits for a hand
+# (population_bn: batch norm with training images' statistics; splits: training and validation
+# characters)
+BOOK_ANALYSES: dict[str, tuple[str, ...]] = {
+    "omniglot/matching-": ("population_bn", "splits"),
+    "omniglot/protonet-": ("population_bn", "splits"),
+    "omniglot/siamese-": ("splits",),
+}
+
+
+def book_analyses(name: str, profile: str) -> list[str]:
+    """The :data:`BOOK_ANALYSES` that apply to experiment ``name`` at ``profile``, once its
+    result is stored (none before: an analysis of a missing result would train it)."""
+    wanted = next((a for prefix, a in BOOK_ANALYSES.items() if name.startswith(prefix)), ())
+    if not wanted:
+        return []
+    cfg = experiment(name, profile)
+    if store_for(cfg).get(cfg) is None:
+        return []
+    return [a for a in wanted if STORED_ANALYSES[a].applies(cfg) is None]
 
 
 @dataclass(frozen=True)
@@ -162,12 +197,16 @@ def print_campaign(queue: list[Job], workers: int, budget: float) -> None:
 def run_jobs(queue: list[Job], workers: int, budget: float, profile: str, device: str) -> int:
     """Run ``queue`` on ``workers`` processes until ``budget`` seconds have passed: each job is
     ``reproduce --only`` its names with the budget left, at the lowest priority and one thread;
-    a worker takes the next job when its last one ends. The exit status: 0, or the first
-    job's that failed."""
+    a worker takes the next job when its last one ends, after computing the
+    :func:`book_analyses` of the runs it finished. The exit status: 0, or the first job's
+    that failed."""
     deadline = time.monotonic() + budget
     pending = list(queue)
     lock = threading.Lock()
     failures: list[int] = []
+
+    def nice() -> None:
+        os.nice(19)
 
     def worker() -> None:
         while True:
@@ -184,10 +223,18 @@ def run_jobs(queue: list[Job], workers: int, budget: float, profile: str, device
             argv += ["--allow-cpu", "--quiet", "--device", device, "--budget", f"{left}s", *only]
             env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
             print(f"campaign: {job.name} starts ({left // 60} min of budget left)", flush=True)
-            done = subprocess.run(argv, env=env, preexec_fn=lambda: os.nice(19), check=False)
+            done = subprocess.run(argv, env=env, preexec_fn=nice, check=False)
             print(f"campaign: {job.name} ended (exit {done.returncode})", flush=True)
             if done.returncode:
                 failures.append(done.returncode)
+                continue
+            for name in job.serves:  # what the chapters read of a finished run
+                for analysis in book_analyses(name, profile):
+                    argv = [sys.executable, "-m", "learntolearn", "analyse", analysis, name]
+                    argv += ["--profile", profile, "--quiet", "--device", device]
+                    found = subprocess.run(argv, env=env, preexec_fn=nice, check=False)
+                    if found.returncode:
+                        failures.append(found.returncode)
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, workers))]
     for t in threads:
