@@ -157,13 +157,17 @@ def test_a_run_no_stored_run_measures_is_planned_from_the_benchmarks(
         "koch": {"parameters": 9, "seconds": [2.0]},
     }
     save_checked_json(tmp_path / "koch-siamese.json", {"format": 1, **koch})
-    save_checked_json(tmp_path / "method-costs.json", record({("maml", "5w1s"): [0.5, 0.4, 0.6]}))
     monkeypatch.setattr(costs, "default_path", lambda: tmp_path / "method-costs.json")
+    record_ = record({("maml", "5w1s"): [0.5, 0.4, 0.6], ("matching", "5w1s"): [0.1, 0.1, 0.1]})
+    save_checked_json(tmp_path / "method-costs.json", record_)
     names = ["omniglot/siamese-koch-lake", "omniglot/maml-5w1s", "omniglot/relation-5w1s"]
+    ablations = ["omniglot/matching-5w1s-long", "omniglot/matching-5w1s-fce"]
     bare, _ = plan(names, "paper", "cpu")
     assert [s.seconds for s in bare] == [None, None, None]
-    steps, _ = plan(names, "paper", "cpu", fallback=costs.step_estimate)
-    koch_run, maml, relation = steps
+    steps, _ = plan([*names, *ablations], "paper", "cpu", fallback=costs.step_estimate)
+    koch_run, maml, relation, long, fce = steps
+    assert long.seconds == pytest.approx(0.1 * long.total) and long.total == 80_000
+    assert fce.seconds is None  # a network of its own: the run's step does not time it
     assert koch_run.seconds == pytest.approx(2.0 * koch_run.total)
     assert "koch_siamese" in koch_run.basis
     assert maml.seconds == pytest.approx(0.5 * maml.total)

@@ -309,9 +309,19 @@ def load_koch(path: Path | None = None) -> KochCost:
 
 def method_setting(name: str) -> tuple[str, str] | None:
     """``omniglot/maml-5w1s`` as ``("maml", "5w1s")``: the benchmark's key of a catalogue
-    experiment (None for one it has no key for)."""
-    found = re.fullmatch(r"omniglot/(.+)-(\d+w\d+s)", name)
-    return None if found is None else (found[1], found[2])
+    experiment (None for one it has no key for). An ablation that keeps its run's step
+    (:data:`SAME_STEP`, e.g. ``omniglot/matching-5w1s-long``) has its run's key."""
+    found = re.fullmatch(r"omniglot/(.+?)-(\d+w\d+s)(-[a-z0-9-]+)?", name)
+    if found is None or (found[3] is not None and found[3] not in SAME_STEP):
+        return None
+    return found[1], found[2]
+
+
+# Ablations whose training step costs what their run's does (the same episodes and network):
+# the benchmark of the run serves them
+SAME_STEP = frozenset(
+    ("-cosine", "-euclidean", "-halve", "-nontransductive", "-one-sided", "-trainval", "-long")
+)
 
 
 def step_estimate(name: str, config: Any) -> tuple[float, str] | None:
