@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from learntolearn.fewshot.runs import Setup
     from learntolearn.fewshot.task_families import TestSet
 
-__all__ = ["evaluate", "milestones", "test_chunks"]
+__all__ = ["at_reported_step", "evaluate", "milestones", "test_chunks"]
 
 
 def test_chunks(
@@ -37,6 +37,12 @@ def test_chunks(
         step = chunk if chunk is not None and chunk < part.num_tasks else part.num_tasks
         for i in range(0, part.num_tasks, step):
             yield setup.prepare(part[i : i + step]).to(device)
+
+
+def at_reported_step(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` evaluated up to the step its paper reports only (``test_steps``, else every
+    step of ``eval_steps``): what milestones, stopping rules and analyses score."""
+    return config.with_(eval_steps=config.test_steps or config.eval_steps)
 
 
 def evaluate(
@@ -71,7 +77,7 @@ def milestones(config: ExperimentConfig, setup: Setup) -> list[Observer]:
     A learning curve for runs in progress; nothing is selected with it."""
     if config.milestone_every is None:
         return []
-    at = config.with_(eval_steps=config.test_steps or config.eval_steps)
+    at = at_reported_step(config)
 
     def measure(params: Params) -> dict[str, float]:
         out = {}

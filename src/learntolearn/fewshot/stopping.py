@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from learntolearn.fewshot.evaluation import evaluate
+from learntolearn.fewshot.evaluation import at_reported_step, evaluate
 from learntolearn.objective import Params
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class ValidationPlateau:
             config.stop_patience,
             config.stop_delta,
         )
-        self.config = config.with_(eval_steps=config.test_steps or config.eval_steps)
+        self.config = at_reported_step(config)
         self.sets = setup.family.validation_sets(self.config)
         self.setup = setup
         self.records: list[dict[str, float]] = []  # the validation curve

@@ -50,7 +50,7 @@ from learntolearn.analysis.update_directions import TAYLOR, fit_coefficients, up
 from learntolearn.experiments import provenance
 from learntolearn.experiments.runner import begin_computing
 from learntolearn.fewshot.config import ExperimentConfig
-from learntolearn.fewshot.evaluation import evaluate, test_chunks
+from learntolearn.fewshot.evaluation import at_reported_step, evaluate, test_chunks
 from learntolearn.fewshot.runs import Setup, build, run
 from learntolearn.fewshot.store import ResultStore
 from learntolearn.fewshot.task_families import SPLIT_SEEDS, omniglot_split_tests
@@ -263,7 +263,7 @@ def _population(config: ExperimentConfig, setup: Setup, params: Params) -> dict[
 
 
 def _splits(config: ExperimentConfig, setup: Setup, params: Params) -> dict[str, Any]:
-    at = config.with_(eval_steps=config.test_steps or config.eval_steps)  # the reported step
+    at = at_reported_step(config)
     return {
         split: {"seed": at.eval_seed + SPLIT_SEEDS[split], "tasks": at.eval_tasks}
         | evaluate(at, setup, params, omniglot_split_tests(at, split))
